@@ -1,0 +1,161 @@
+"""The current service and the module functions that act on it.
+
+``set_default_service`` sets the process-wide service; ``use_service`` overrides
+it for a block (a context variable, so it follows asyncio tasks and
+``contextvars.copy_context()``). Before either, every call raises
+NotInitializedError saying what to call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+from uuid import UUID
+
+from jobqueue._errors import NotInitializedError
+from jobqueue._models import Job, JobBundle, Status
+from jobqueue._service import Service, ServiceListener, Transaction
+
+_NOT_INITIALIZED = (
+    "no job queue service is set up: call jobworker_pg.init_job_queue(DATABASE_URL) at start-up, "
+    "or jobqueue.set_default_service(service) / jobqueue.use_service(service)"
+)
+
+
+class _NullService:
+    """The service before set-up: every method raises NotInitializedError."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> NoReturn:
+            raise NotInitializedError(f"jobqueue.{name}(): {_NOT_INITIALIZED}")
+
+        return fail
+
+    def close(self) -> None:
+        """Closing nothing is fine."""
+
+
+NULL_SERVICE: Service = _NullService()  # satisfies Service through __getattr__
+
+_default: Service | None = None
+_current: ContextVar[Service | None] = ContextVar("jobqueue_service", default=None)
+
+
+def set_default_service(service: Service | None) -> None:
+    """Make ``service`` the process-wide default (``None`` forgets it)."""
+    global _default
+    _default = service
+
+
+def get_service() -> Service:
+    """The service of this context: the innermost ``use_service``, else the default,
+    else a null service whose every call raises NotInitializedError."""
+    service = _current.get()
+    if service is not None:
+        return service
+    if _default is not None:
+        return _default
+    return NULL_SERVICE
+
+
+@contextlib.contextmanager
+def use_service(service: Service) -> Iterator[Service]:
+    """Use ``service`` as the current service inside the ``with`` block (this context only)."""
+    token = _current.set(service)
+    try:
+        yield service
+    finally:
+        _current.reset(token)
+
+
+def add(job: Job, *, conn: Transaction | None = None) -> Job:
+    """Store ``job`` (from :func:`new_job`) with the current service and return it as stored.
+
+    With ``conn`` (psycopg or SQLAlchemy connection or session) the insert joins
+    that open transaction: workers see the job only after it commits, and never
+    if it rolls back. Raises InvalidJobError before any SQL for a bad job.
+    """
+    return get_service().add_job(job, conn=conn)
+
+
+def add_many(jobs: Sequence[Job], *, conn: Transaction | None = None) -> list[Job]:
+    """Store many jobs in one statement; all or none. See :func:`add`."""
+    return get_service().add_jobs(jobs, conn=conn)
+
+
+def add_bundle(bundle: JobBundle, *, conn: Transaction | None = None) -> JobBundle:
+    """Store a bundle (from :func:`new_job_bundle`) and its jobs atomically. See :func:`add`."""
+    return get_service().add_job_bundle(bundle, conn=conn)
+
+
+def get_job(job_id: UUID) -> Job:
+    """The job with that id (JobNotFoundError if none)."""
+    return get_service().get_job(job_id)
+
+
+def get_job_bundle(bundle_id: UUID) -> JobBundle:
+    """The bundle with that id and its jobs (JobNotFoundError if none)."""
+    return get_service().get_job_bundle(bundle_id)
+
+
+def delete_job(job_id: UUID) -> None:
+    """Delete the job with that id (JobNotFoundError if none)."""
+    get_service().delete_job(job_id)
+
+
+def delete_job_bundle(bundle_id: UUID) -> None:
+    """Delete the bundle with that id and its jobs (JobNotFoundError if none)."""
+    get_service().delete_job_bundle(bundle_id)
+
+
+def reset_job(job_id: UUID) -> Job:
+    """Make the job run again from scratch. See :meth:`Service.reset_job`."""
+    return get_service().reset_job(job_id)
+
+
+def reset_jobs(job_ids: Iterable[UUID]) -> list[Job]:
+    """Reset several jobs at once, all or none. See :meth:`Service.reset_jobs`."""
+    return get_service().reset_jobs(job_ids)
+
+
+def cancel_job(job_id: UUID) -> Job:
+    """Cancel a job that has not started. See :meth:`Service.cancel_job`."""
+    return get_service().cancel_job(job_id)
+
+
+def get_status() -> Status:
+    """Counts of jobs by state and type."""
+    return get_service().get_status()
+
+
+def get_all_jobs_to_do() -> list[Job]:
+    """Every job not yet stopped."""
+    return get_service().get_all_jobs_to_do()
+
+
+def get_all_jobs_started_before(since: datetime) -> list[Job]:
+    """Running jobs started before ``since``."""
+    return get_service().get_all_jobs_started_before(since)
+
+
+def get_all_jobs_with_errors() -> list[Job]:
+    """Jobs whose last attempt failed."""
+    return get_service().get_all_jobs_with_errors()
+
+
+def delete_finished_jobs(older_than: timedelta | float | None = None) -> int:
+    """Delete succeeded jobs outside bundles; returns the number deleted."""
+    return get_service().delete_finished_jobs(older_than)
+
+
+def add_listener(listener: ServiceListener) -> None:
+    """Register a low-level :class:`ServiceListener` with the current service."""
+    get_service().add_listener(listener)
+
+
+def close() -> None:
+    """Close the current service."""
+    get_service().close()

@@ -1,0 +1,108 @@
+"""The narrow seam between the worker runtime and its database.
+
+The pool talks to the database only through :class:`WorkerDatabase`;
+``jobworker_pg.PostgresService`` implements it with SQL, and the unit tests
+with an in-memory fake. Every write that concerns a claimed job carries that
+claim's token and applies only while the token is still the job's, so a worker
+that wakes up after its job was reclaimed cannot overwrite the newer attempt.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+from uuid import UUID
+
+from jobqueue import Job, JobBundle
+
+
+class OutcomeKind(enum.Enum):
+    """How an attempt ended."""
+
+    SUCCEEDED = "succeeded"  # stop the job with its result
+    FAILED = "failed"  # stop the job with its error, no retry
+    RETRY = "retry"  # record the error and make the job available again after a delay
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt, to be written for the claim ``(job_id, claim_token)``.
+
+    JSON values are passed as JSON text so the database layer does no encoding.
+    """
+
+    job_id: UUID
+    claim_token: UUID
+    kind: OutcomeKind
+    attempt: int
+    result_json: str | None = None  # SUCCEEDED: the handler's result
+    error_msg: str | None = None  # FAILED / RETRY: first line of the error
+    error_type: str | None = None  # FAILED / RETRY: qualified exception class name
+    error_data_json: str | None = None  # FAILED / RETRY: {"type", "message", "traceback"}
+    retry_delay: timedelta | None = None  # RETRY: wait from the database's now()
+
+
+#: Called when the database says jobs may be available: the job type if known, None when
+#: unknown (for example right after the listener reconnected and may have missed notifications).
+WakeupCallback = Callable[[str | None], None]
+
+
+class WorkerDatabase(Protocol):
+    """What the worker pool needs from the database. Implementations are thread-safe."""
+
+    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
+        """Claim up to ``limit`` due jobs of ``job_types``, highest priority then oldest first.
+
+        Each claim commits before this returns, sets ``started_at`` and
+        ``worker_alive_at``, gives the job a fresh ``claim_token`` and counts an
+        attempt (``attempt`` is 1 on the first claim). Jobs are returned in
+        claim order.
+        """
+        ...
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
+        """Write several outcomes in one transaction; returns the ids of the jobs whose
+        write applied. A job whose claim token changed (reclaimed, reset, deleted) is
+        left alone and its id is missing from the result."""
+        ...
+
+    def heartbeat(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        """Set ``worker_alive_at`` to now for every ``(job_id, claim_token)`` still current,
+        in one statement; returns the ids that were still current."""
+        ...
+
+    def reap_dead_jobs(self, dead_for: timedelta) -> int:
+        """End or requeue running jobs whose heartbeat is older than ``dead_for``.
+
+        A job with attempts left becomes available again with a "worker lost"
+        error in its history; one without ends failed with that error.
+        Returns how many jobs were reaped.
+        """
+        ...
+
+    def seconds_until_next_job(self, job_types: Sequence[str]) -> float | None:
+        """Seconds until the earliest scheduled (future ``start_at``) job of ``job_types``
+        is due, by the database clock; None when none is scheduled."""
+        ...
+
+    def set_wakeup_callback(self, callback: WakeupCallback | None) -> None:
+        """Call ``callback`` when jobs become available (LISTEN job_available), and with
+        None after the notification connection reconnects. None stops the calls."""
+        ...
+
+    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
+        """Record durably that bundles of these types have a completion handler, so the
+        transaction that stops a bundle's last job also enqueues its completion job."""
+        ...
+
+    def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
+        """The bundle with its jobs (JobNotFoundError if none)."""
+        ...
+
+
+#: The job type of the completion job of a bundle of type T is BUNDLE_JOB_PREFIX + T;
+#: its payload is {"bundle_id": "...", "bundle_type": T}.
+BUNDLE_JOB_PREFIX = "jobqueue.bundle:"

@@ -1,0 +1,489 @@
+"""PostgresService: the jobqueue Service and the jobworker WorkerDatabase over psycopg 3."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+
+from jobqueue import (
+    InvalidJobError,
+    Job,
+    JobBundle,
+    JobNotFoundError,
+    ServiceClosedError,
+    ServiceListener,
+    StateCounts,
+    Status,
+)
+from jobqueue._constructors import check_job, check_start_at, payload_json
+from jobworker._database import Outcome, OutcomeKind
+from jobworker_pg._connections import psycopg_connection_of
+from jobworker_pg._conninfo import mask_password, resolve_conninfo
+from jobworker_pg._errors import translate_errors
+from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
+from jobworker_pg._queries import q
+from jobworker_pg._rows import bundle_from_row, job_from_row
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_POOL_MAX_SIZE = 10
+# Transient conflicts between concurrent writers that a plain retry resolves.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_WRITE_RETRIES = 3
+
+
+def _seconds(value: timedelta | float, what: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJobError(f"{what} must be a timedelta or a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_uuid(value: Any, what: str = "job id") -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidJobError(f"{what} must be a UUID, got {value!r}")
+
+
+class PostgresService:
+    """The PostgreSQL job queue: a :class:`jobqueue.Service` and a
+    :class:`jobworker.WorkerDatabase` over a psycopg_pool ``ConnectionPool``.
+
+    ``conninfo`` defaults to $JOBQUEUE_DATABASE_URL, then $DATABASE_URL. Pass
+    ``pool`` to share an existing pool (it is then not closed by :meth:`close`).
+    Thread-safe. Every method raises ServiceClosedError after :meth:`close`,
+    DatabaseError (driver error as ``__cause__``) when the database fails, and
+    InvalidJobError for bad arguments before any SQL runs.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | None = None,
+        *,
+        pool: psycopg_pool.ConnectionPool[Any] | None = None,
+        min_size: int = 1,
+        max_size: int = DEFAULT_POOL_MAX_SIZE,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        connect_kwargs: dict[str, Any] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if pool is not None:
+            pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
+            self._conninfo = conninfo or pool_conninfo
+            self._pool = pool
+            self._owns_pool = False
+        else:
+            self._conninfo = resolve_conninfo(conninfo)
+            self._pool = psycopg_pool.ConnectionPool(
+                self._conninfo,
+                min_size=min_size,
+                max_size=max_size,
+                kwargs=dict(connect_kwargs or {}),
+                check=psycopg_pool.ConnectionPool.check_connection,
+                name="jobqueue",
+                open=True,
+            )
+            self._owns_pool = True
+        self._listener = NotificationListener(
+            self._conninfo,
+            connect_kwargs=connect_kwargs,
+            ping_interval=ping_interval,
+            on_error=on_error,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<PostgresService {mask_password(self._conninfo)} {state}>"
+
+    def __enter__(self) -> PostgresService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conninfo(self) -> str:
+        """The connection string (with its password; never log it unmasked)."""
+        return self._conninfo
+
+    @property
+    def listener(self) -> NotificationListener:
+        """The notification listener (started on first use)."""
+        return self._listener
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _check_open(self, action: str) -> None:
+        if self._closed:
+            raise ServiceClosedError(f"{action}: the service is closed")
+
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction that commits on exit, errors translated."""
+        self._check_open(action)
+        with translate_errors(action), self._pool.connection() as conn:
+            yield conn
+
+    def _write(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``fn`` in its own transaction, retrying deadlocks and serialization failures."""
+        for attempt in range(_WRITE_RETRIES):
+            try:
+                with self._connection(action) as conn:
+                    return fn(conn)
+            except Exception as exc:
+                if attempt + 1 < _WRITE_RETRIES and isinstance(exc.__cause__, _RETRYABLE):
+                    logger.info("%s: %s, retrying", action, type(exc.__cause__).__name__)
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- adding jobs -----------------------------------------------------------------
+
+    def add_job(self, job: Job, *, conn: Any = None) -> Job:
+        """Store one job (see :func:`jobqueue.add`). Returns the job with its timestamps."""
+        check_job(job)
+        if job.bundle_id is not None:
+            raise InvalidJobError("a job with a bundle_id is added with its bundle (add_job_bundle)")
+        params = {
+            "id": job.id,
+            "bundle_id": None,
+            "type": job.type,
+            "payload": payload_json(job),
+            "priority": job.priority,
+            "origin": job.origin,
+            "max_retry_count": job.max_retry_count,
+            "start_at": job.start_at,
+        }
+        if conn is not None:
+            raw = psycopg_connection_of(conn)
+            self._check_open("add_job")
+            with translate_errors("add_job"):
+                row = raw.execute(q("insert_job"), params).fetchone()
+        else:
+            with self._connection("add_job") as pooled:
+                row = pooled.execute(q("insert_job"), params).fetchone()
+        assert row is not None
+        job.created_at, job.updated_at = row
+        return job
+
+    def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
+        """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`)."""
+        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+            raise InvalidJobError(f"add_many takes a list of jobs, got {type(jobs).__name__}")
+        jobs = list(jobs)
+        seen: set[UUID] = set()
+        for index, job in enumerate(jobs):
+            try:
+                check_job(job)
+            except InvalidJobError as exc:
+                raise InvalidJobError(f"jobs[{index}]: {exc}") from exc
+            if job.id in seen:
+                raise InvalidJobError(f"jobs[{index}]: id {job.id} appears twice")
+            seen.add(job.id)
+        if not jobs:
+            return []
+        self._insert_jobs("add_jobs", jobs, conn)
+        return jobs
+
+    def _insert_jobs(self, action: str, jobs: list[Job], conn: Any, bundle: JobBundle | None = None) -> None:
+        params = {
+            "ids": [j.id for j in jobs],
+            "bundle_ids": [j.bundle_id for j in jobs],
+            "types": [j.type for j in jobs],
+            "payloads": [payload_json(j) for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "origins": [j.origin for j in jobs],
+            "max_retry_counts": [j.max_retry_count for j in jobs],
+            "start_ats": [j.start_at for j in jobs],
+        }
+
+        def insert(c: psycopg.Connection[Any]) -> None:
+            with c.transaction():  # a savepoint inside the caller's transaction: all or none
+                if bundle is not None:
+                    brow = c.execute(
+                        q("insert_bundle"),
+                        {
+                            "id": bundle.id,
+                            "type": bundle.type,
+                            "origin": bundle.origin,
+                            "num_jobs": bundle.num_jobs,
+                        },
+                    ).fetchone()
+                    assert brow is not None
+                    bundle.created_at, bundle.updated_at = brow
+                row = c.execute(q("insert_jobs"), params).fetchone()
+            assert row is not None
+            for j in jobs:
+                j.created_at = j.updated_at = row[0]
+
+        if conn is not None:
+            raw = psycopg_connection_of(conn)
+            self._check_open(action)
+            with translate_errors(action):
+                insert(raw)
+        else:
+            with self._connection(action) as pooled:
+                insert(pooled)
+
+    def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
+        """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`)."""
+        if not isinstance(bundle, JobBundle):
+            raise InvalidJobError(
+                f"expected a jobqueue.JobBundle (see jobqueue.new_job_bundle), got {type(bundle).__name__}"
+            )
+        if not bundle.jobs or bundle.num_jobs != len(bundle.jobs):
+            raise InvalidJobError(
+                f"bundle {bundle.id} says num_jobs={bundle.num_jobs} but holds {len(bundle.jobs)} jobs"
+            )
+        for index, job in enumerate(bundle.jobs):
+            try:
+                check_job(job)
+            except InvalidJobError as exc:
+                raise InvalidJobError(f"bundle jobs[{index}]: {exc}") from exc
+            if job.bundle_id != bundle.id:
+                raise InvalidJobError(
+                    f"bundle jobs[{index}] belongs to bundle {job.bundle_id}, not {bundle.id}"
+                )
+        self._insert_jobs("add_job_bundle", list(bundle.jobs), conn, bundle)
+        return bundle
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get_job(self, job_id: UUID) -> Job:
+        """The job with that id; JobNotFoundError if none."""
+        job_id = _check_uuid(job_id)
+        with self._connection("get_job") as conn:
+            row = conn.execute(q("get_job"), {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFoundError("job", job_id)
+        return job_from_row(row)
+
+    def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
+        """The bundle with that id and its jobs; JobNotFoundError if none."""
+        bundle_id = _check_uuid(bundle_id, "bundle id")
+        with self._connection("get_job_bundle") as conn:
+            row = conn.execute(q("get_bundle"), {"id": bundle_id}).fetchone()
+            if row is None:
+                raise JobNotFoundError("job bundle", bundle_id)
+            jobs = [job_from_row(r) for r in conn.execute(q("get_bundle_jobs"), {"id": bundle_id})]
+        return bundle_from_row(row, jobs)
+
+    def _jobs(self, action: str, query: str, params: dict[str, Any] | None = None) -> list[Job]:
+        with self._connection(action) as conn:
+            return [job_from_row(r) for r in conn.execute(q(query), params)]
+
+    def get_all_jobs_to_do(self) -> list[Job]:
+        """Every job not stopped, in claim order."""
+        return self._jobs("get_all_jobs_to_do", "jobs_to_do")
+
+    def get_all_jobs_started_before(self, since: datetime) -> list[Job]:
+        """Running jobs started before ``since`` (timezone-aware)."""
+        if since is None:
+            raise InvalidJobError("since must be a timezone-aware datetime, got None")
+        check_start_at(since)
+        return self._jobs("get_all_jobs_started_before", "jobs_started_before", {"since": since})
+
+    def get_all_jobs_with_errors(self) -> list[Job]:
+        """Jobs whose last attempt failed (stopped or retrying), not counting cancelled ones."""
+        return self._jobs("get_all_jobs_with_errors", "jobs_with_errors")
+
+    def get_status(self) -> Status:
+        """Counts of jobs by state and type, and of bundles."""
+        with self._connection("get_status") as conn:
+            rows = conn.execute(q("status_by_type")).fetchall()
+            bundles = conn.execute(q("status_bundles")).fetchone()
+        fields = list(StateCounts.model_fields)
+        by_type = {row[0]: StateCounts(**dict(zip(fields, row[1:], strict=True))) for row in rows}
+        totals = {f: sum(getattr(c, f) for c in by_type.values()) for f in fields}
+        assert bundles is not None
+        return Status(**totals, by_type=by_type, num_bundles=bundles[0], num_bundles_stopped=bundles[1])
+
+    # -- changing jobs -----------------------------------------------------------------
+
+    def delete_job(self, job_id: UUID) -> None:
+        """Delete a job; JobNotFoundError if none. An unstopped bundle job counts as stopped."""
+        job_id = _check_uuid(job_id)
+        row = self._write("delete_job", lambda c: c.execute(q("delete_job"), {"id": job_id}).fetchone())
+        if row is None:
+            raise JobNotFoundError("job", job_id)
+
+    def delete_job_bundle(self, bundle_id: UUID) -> None:
+        """Delete a bundle and its jobs; JobNotFoundError if none."""
+        bundle_id = _check_uuid(bundle_id, "bundle id")
+        row = self._write(
+            "delete_job_bundle", lambda c: c.execute(q("delete_bundle"), {"id": bundle_id}).fetchone()
+        )
+        if row is None:
+            raise JobNotFoundError("job bundle", bundle_id)
+
+    def reset_job(self, job_id: UUID) -> Job:
+        """Make a job run again from scratch (see :meth:`jobqueue.Service.reset_job`)."""
+        return self.reset_jobs([job_id])[0]
+
+    def reset_jobs(self, job_ids: Iterable[UUID]) -> list[Job]:
+        """Reset several jobs in one transaction; JobNotFoundError (nothing reset) if any is unknown."""
+        if isinstance(job_ids, str | UUID) or not isinstance(job_ids, Iterable):
+            raise InvalidJobError(f"reset_jobs takes a list of job ids, got {type(job_ids).__name__}")
+        ids = [_check_uuid(i) for i in job_ids]
+        if not ids:
+            return []
+
+        def reset(conn: psycopg.Connection[Any]) -> list[Job]:
+            jobs = {j.id: j for j in map(job_from_row, conn.execute(q("reset_jobs"), {"ids": ids}))}
+            missing = [i for i in ids if i not in jobs]
+            if missing:
+                conn.rollback()
+                raise JobNotFoundError("job", missing[0])
+            return [jobs[i] for i in ids]
+
+        return self._write("reset_jobs", reset)
+
+    def cancel_job(self, job_id: UUID) -> Job:
+        """Cancel a job that is not running (see :meth:`jobqueue.Service.cancel_job`)."""
+        job_id = _check_uuid(job_id)
+        row = self._write("cancel_job", lambda c: c.execute(q("cancel_job"), {"id": job_id}).fetchone())
+        if row is not None:
+            return job_from_row(row)
+        job = self.get_job(job_id)  # raises JobNotFoundError
+        if job.stopped:
+            return job
+        raise InvalidJobError(f"job {job_id} is running; only jobs that have not started can be cancelled")
+
+    def delete_finished_jobs(self, older_than: timedelta | float | None = None) -> int:
+        """Delete succeeded jobs outside bundles, stopped more than ``older_than`` ago if given."""
+        seconds = None if older_than is None else _seconds(older_than, "older_than")
+        if seconds is not None and seconds < 0:
+            raise InvalidJobError(f"older_than must not be negative, got {older_than!r}")
+        return self._write(
+            "delete_finished_jobs",
+            lambda c: c.execute(q("delete_finished_jobs"), {"older_than": seconds}).rowcount,
+        )
+
+    # -- notifications -----------------------------------------------------------------
+
+    def add_listener(self, listener: ServiceListener) -> None:
+        """Deliver stop notifications to ``listener`` on the listener's dispatch thread."""
+        self._check_open("add_listener")
+        if not isinstance(listener, ServiceListener):
+            raise InvalidJobError(
+                f"listener must have on_job_stopped and on_job_bundle_stopped, got {type(listener).__name__}"
+            )
+        self._listener.add_listener(listener)
+
+    def set_wakeup_callback(self, callback: Callable[[str | None], None] | None) -> None:
+        """WorkerDatabase: call ``callback(job_type)`` on job_available notifications."""
+        self._check_open("set_wakeup_callback")
+        self._listener.set_wakeup(callback)
+
+    # -- the worker's side ---------------------------------------------------------------
+
+    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
+        """WorkerDatabase: claim up to ``limit`` due jobs of ``job_types`` (claim committed)."""
+        if limit <= 0 or not job_types:
+            return []
+        with self._connection("claim_jobs") as conn:
+            rows = conn.execute(q("claim_jobs"), {"types": list(job_types), "limit": limit}).fetchall()
+        jobs = [job_from_row(r) for r in rows]
+        # UPDATE ... RETURNING does not keep the subquery's order: restore it.
+        jobs.sort(key=lambda j: (-j.priority, j.created_at, j.id))
+        return jobs
+
+    def save_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
+        """WorkerDatabase: write many outcomes in one transaction; returns the ids applied."""
+        if not outcomes:
+            return set()
+        ordered = sorted(outcomes, key=lambda o: o.job_id)  # one lock order for every writer
+        ids = [o.job_id for o in ordered]
+        params = {
+            "ids": ids,
+            "tokens": [o.claim_token for o in ordered],
+            "kinds": [o.kind.value for o in ordered],
+            "results": [o.result_json for o in ordered],
+            "error_msgs": [o.error_msg for o in ordered],
+            "error_types": [o.error_type for o in ordered],
+            "error_datas": [o.error_data_json for o in ordered],
+            "retry_delays": [
+                o.retry_delay.total_seconds() if o.retry_delay is not None else 0.0 for o in ordered
+            ],
+        }
+
+        def save(conn: psycopg.Connection[Any]) -> set[UUID]:
+            if any(o.kind is not OutcomeKind.RETRY for o in ordered):
+                conn.execute(q("lock_outcome_bundles"), {"ids": ids})
+            return {row[0] for row in conn.execute(q("save_outcomes"), params)}
+
+        return self._write("save_outcomes", save)
+
+    def heartbeat(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        """WorkerDatabase: mark claims alive in one statement; returns the ids still current."""
+        if not claims:
+            return set()
+        ordered = sorted(claims)
+        params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
+        return self._write("heartbeat", lambda c: {row[0] for row in c.execute(q("heartbeat"), params)})
+
+    def reap_dead_jobs(self, dead_for: timedelta | float) -> int:
+        """WorkerDatabase: requeue or fail running jobs whose heartbeat is older than ``dead_for``."""
+        seconds = _seconds(dead_for, "dead_for")
+        if seconds <= 0:
+            raise InvalidJobError(f"dead_for must be positive, got {dead_for!r}")
+        rows = self._write(
+            "reap_dead_jobs", lambda c: c.execute(q("reap_dead_jobs"), {"dead_for": seconds}).fetchall()
+        )
+        for job_id, job_type, failed in rows:
+            logger.warning(
+                "job %s of type %s lost its worker: %s",
+                job_id,
+                job_type,
+                "failed, no attempt left" if failed else "requeued",
+                extra={"job_id": str(job_id), "job_type": job_type, "action": "reap"},
+            )
+        return len(rows)
+
+    def seconds_until_next_job(self, job_types: Sequence[str]) -> float | None:
+        """WorkerDatabase: seconds until the next scheduled job of ``job_types`` is due."""
+        if not job_types:
+            return None
+        with self._connection("seconds_until_next_job") as conn:
+            row = conn.execute(q("seconds_until_next_job"), {"types": list(job_types)}).fetchone()
+        return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
+        """WorkerDatabase: record bundle types that have a durable completion handler."""
+        if not bundle_types:
+            return
+        self._write(
+            "declare_bundle_handlers",
+            lambda c: c.execute(q("declare_bundle_handlers"), {"bundle_types": list(bundle_types)}),
+        )
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the listener and close the pool (if this service opened it). Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._listener.stop()
+        if self._owns_pool:
+            self._pool.close()

@@ -1,0 +1,221 @@
+-- Every SQL statement of pg-jobqueue, as named blocks: "-- name: why".
+-- Values are always bound parameters. The job columns, in the order of
+-- jobworker_pg._rows.JOB_COLUMNS, are spelled out where a statement returns jobs.
+
+-- insert_job: store one job; the database clock sets created_at and updated_at
+insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
+values (%(id)s, %(bundle_id)s, %(type)s, %(payload)s::jsonb, %(priority)s, %(origin)s,
+        %(max_retry_count)s, %(start_at)s)
+returning created_at, updated_at
+
+-- insert_jobs: store many jobs in one statement (arrays unnested in order), one wake-up per type
+with ins as (
+    insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
+    select id, bundle_id, type, payload::jsonb, priority, origin, max_retry_count, start_at
+    from unnest(%(ids)s::uuid[], %(bundle_ids)s::uuid[], %(types)s::text[], %(payloads)s::text[],
+                %(priorities)s::bigint[], %(origins)s::text[], %(max_retry_counts)s::integer[],
+                %(start_ats)s::timestamptz[])
+         as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
+    returning 1
+)
+select now(), (select count(*) from ins)
+
+-- insert_bundle: store the bundle row before its jobs
+insert into worker.job_bundle (id, type, origin, num_jobs)
+values (%(id)s, %(type)s, %(origin)s, %(num_jobs)s)
+returning created_at, updated_at
+
+-- get_job: one job by id
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job where id = %(id)s
+
+-- get_bundle: one bundle row by id
+select id, type, origin, num_jobs, num_jobs_stopped, updated_at, created_at
+from worker.job_bundle where id = %(id)s
+
+-- get_bundle_jobs: the jobs of a bundle, in the order they were added
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job where bundle_id = %(id)s
+order by created_at, id
+
+-- delete_job: delete one job (its bundle counts it stopped if it was not)
+delete from worker.job where id = %(id)s returning id
+
+-- delete_bundle: delete a bundle; its jobs go with it (on delete cascade)
+delete from worker.job_bundle where id = %(id)s returning id
+
+-- reset_jobs: make jobs run again from scratch; clearing claim_token voids a running attempt
+update worker.job
+set start_at = null, started_at = null, worker_alive_at = null, stopped_at = null,
+    error_msg = null, error_data = null, result = null, current_retry_count = 0,
+    attempt = 0, claim_token = null, cancelled_at = null, updated_at = now()
+where id = any(%(ids)s::uuid[])
+returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+          start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token
+
+-- cancel_job: stop a job that is not running; it never runs and counts as stopped in its bundle
+update worker.job
+set stopped_at = now(), cancelled_at = now(), error_msg = 'job cancelled', updated_at = now()
+where id = %(id)s and started_at is null and stopped_at is null
+returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+          start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token
+
+-- status_by_type: job counts per type and state (the states of jobqueue.JobState)
+select type,
+       count(*) filter (where stopped_at is null and started_at is null
+                          and error_msg is null and current_retry_count = 0
+                          and (start_at is null or start_at <= now())) as pending,
+       count(*) filter (where stopped_at is null and started_at is null
+                          and error_msg is null and current_retry_count = 0
+                          and start_at > now()) as scheduled,
+       count(*) filter (where stopped_at is null and started_at is not null) as running,
+       count(*) filter (where stopped_at is null and started_at is null
+                          and (error_msg is not null or current_retry_count > 0)) as retrying,
+       count(*) filter (where stopped_at is not null and error_msg is null) as succeeded,
+       count(*) filter (where stopped_at is not null and error_msg is not null
+                          and cancelled_at is null) as failed,
+       count(*) filter (where cancelled_at is not null) as cancelled
+from worker.job
+group by type
+order by type
+
+-- status_bundles: bundle counts, all and stopped
+select count(*), count(*) filter (where num_jobs_stopped >= num_jobs) from worker.job_bundle
+
+-- jobs_to_do: every job not stopped, in claim order
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job where stopped_at is null
+order by priority desc, created_at, id
+
+-- jobs_started_before: running jobs started before a time
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job where started_at < %(since)s and stopped_at is null
+order by started_at, id
+
+-- jobs_with_errors: jobs whose last attempt failed (stopped or retrying), cancelled ones aside
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job where error_msg is not null and cancelled_at is null
+order by updated_at, id
+
+-- delete_finished_jobs: delete succeeded jobs outside bundles (failed ones stay for inspection)
+delete from worker.job
+where stopped_at is not null and error_msg is null and bundle_id is null
+  and (%(older_than)s::float8 is null
+       or stopped_at < now() - make_interval(secs => %(older_than)s::float8))
+
+-- claim_jobs: take up to `limit` due jobs for this worker, committing the claim before any runs
+with next as (
+    select id
+    from worker.job
+    where started_at is null and stopped_at is null          -- waiting (job_available_idx)
+      and type = any(%(types)s::text[])                        -- only types this worker serves
+      and (start_at is null or start_at <= now())              -- due by the database clock
+    order by priority desc, created_at, id                     -- highest priority, then oldest
+    limit %(limit)s
+    for update skip locked                                     -- never wait for another claimer
+)
+update worker.job j
+set started_at = now(),
+    worker_alive_at = now(),
+    claim_token = gen_random_uuid(),                           -- fences later writes to this attempt
+    attempt = j.attempt + 1,                                   -- counted now: a crash still counts
+    updated_at = now()
+from next
+where j.id = next.id
+returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
+          j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
+          j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
+          j.cancelled_at, j.claim_token
+
+-- lock_outcome_bundles: lock the bundles of jobs about to stop in id order, so concurrent completers cannot deadlock on bundle counters
+select b.id
+from worker.job_bundle b
+where b.id in (select bundle_id from worker.job where id = any(%(ids)s::uuid[]))
+order by b.id
+for update of b
+
+-- save_outcomes: end many attempts in one statement; only rows whose claim token is unchanged
+update worker.job j
+set stopped_at = case when o.kind = 'retry' then null else now() end,
+    started_at = case when o.kind = 'retry' then null else j.started_at end,
+    claim_token = case when o.kind = 'retry' then null else j.claim_token end,
+    start_at = case when o.kind = 'retry' then now() + make_interval(secs => o.retry_delay)
+                    else j.start_at end,
+    current_retry_count = case when o.kind = 'retry' then least(j.attempt, j.max_retry_count)
+                               else j.current_retry_count end,
+    result = o.result::jsonb,
+    error_msg = o.error_msg,
+    error_data = o.error_data::jsonb,
+    errors = case when o.kind = 'succeeded' then j.errors
+                  else j.errors || jsonb_build_array(jsonb_build_object(
+                      'attempt', j.attempt, 'at', now(), 'message', o.error_msg, 'type', o.error_type))
+             end,
+    updated_at = now()
+from unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(kinds)s::text[], %(results)s::text[],
+            %(error_msgs)s::text[], %(error_types)s::text[], %(error_datas)s::text[],
+            %(retry_delays)s::float8[])
+     as o(id, token, kind, result, error_msg, error_type, error_data, retry_delay)
+where j.id = o.id and j.claim_token = o.token and j.stopped_at is null and j.started_at is not null
+returning j.id
+
+-- heartbeat: mark this process's claims alive in one statement (input sorted by id: fixed lock order)
+update worker.job j
+set worker_alive_at = now()
+from unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) as c(id, token)
+where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
+returning j.id
+
+-- reap_dead_jobs: requeue (or fail, when no attempt is left) running jobs whose worker stopped its heartbeat
+with dead as (
+    select id
+    from worker.job
+    where started_at is not null and stopped_at is null
+      and coalesce(worker_alive_at, started_at) < now() - make_interval(secs => %(dead_for)s::float8)
+    order by id
+    for update skip locked
+),
+reaped as (
+    update worker.job j
+    set stopped_at = case when j.attempt > j.max_retry_count then now() end,
+        started_at = case when j.attempt > j.max_retry_count then j.started_at end,
+        claim_token = null,
+        start_at = case when j.attempt > j.max_retry_count then j.start_at else null end,
+        current_retry_count = case when j.attempt > j.max_retry_count then j.current_retry_count
+                                   else least(j.attempt, j.max_retry_count) end,
+        error_msg = 'worker lost: no heartbeat for ' || %(dead_for)s::float8 || ' s during attempt ' || j.attempt,
+        error_data = jsonb_build_object('type', 'WorkerLost',
+                                        'message', 'no heartbeat for ' || %(dead_for)s::float8 || ' s',
+                                        'worker_alive_at', j.worker_alive_at),
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', now(),
+            'message', 'worker lost: no heartbeat for ' || %(dead_for)s::float8 || ' s',
+            'type', 'WorkerLost')),
+        updated_at = now()
+    from dead
+    where j.id = dead.id
+    returning j.id, j.type, j.stopped_at is not null as failed
+)
+select id, type, failed from reaped
+
+-- seconds_until_next_job: how long until the earliest scheduled job of these types is due
+select extract(epoch from min(start_at) - now())::float8
+from worker.job
+where started_at is null and stopped_at is null and start_at > now()
+  and type = any(%(types)s::text[])
+
+-- declare_bundle_handlers: remember bundle types with a durable completion handler
+insert into worker.bundle_handler (bundle_type)
+select unnest(%(bundle_types)s::text[])
+on conflict (bundle_type) do nothing

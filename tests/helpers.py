@@ -1,0 +1,75 @@
+"""Small helpers shared by the database tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class Notifications:
+    """LISTENs on the worker channels over its own connection and collects payloads."""
+
+    def __init__(
+        self, url: str, channels: tuple[str, ...] = ("job_available", "job_stopped", "job_bundle_stopped")
+    ):
+        self.conn = psycopg.connect(url, autocommit=True)
+        for channel in channels:
+            self.conn.execute(f"LISTEN {channel}")
+
+    def collect(self, quiet: float = 0.3, timeout: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
+        """Everything received until nothing came for ``quiet`` seconds (at most ``timeout``)."""
+        got: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = [(n.channel, json.loads(n.payload)) for n in self.conn.notifies(timeout=quiet)]
+            if not batch:
+                break
+            got.extend(batch)
+        return got
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RecordingListener:
+    """A ServiceListener that records events and lets tests wait for them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[UUID, str, str, bool]] = []
+        self.bundles: list[tuple[UUID, str, str]] = []
+        self.changed = threading.Condition()
+
+    def on_job_stopped(self, job_id: UUID, job_type: str, origin: str, will_retry: bool) -> None:
+        with self.changed:
+            self.jobs.append((job_id, job_type, origin, will_retry))
+            self.changed.notify_all()
+
+    def on_job_bundle_stopped(self, bundle_id: UUID, bundle_type: str, origin: str) -> None:
+        with self.changed:
+            self.bundles.append((bundle_id, bundle_type, origin))
+            self.changed.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(predicate, timeout):
+                raise AssertionError(
+                    f"listener events not seen within {timeout} s: {self.jobs} {self.bundles}"
+                )

@@ -1,0 +1,227 @@
+"""The worker's side of PostgresService: claims, claim tokens, heartbeats, the reaper, schema."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import jobqueue
+from jobqueue import JobDesc, JobState
+from jobworker._database import Outcome, OutcomeKind
+from jobworker_pg import PostgresService, install_schema
+
+
+def test_claim_takes_highest_priority_then_oldest(service: PostgresService) -> None:
+    a = service.add_job(jobqueue.new_job("t", "o", "a", priority=1))
+    b = service.add_job(jobqueue.new_job("t", "o", "b", priority=5))
+    c = service.add_job(jobqueue.new_job("t", "o", "c", priority=1))
+    order = [service.claim_jobs(["t"], 1)[0].id for _ in range(3)]
+    assert order == [b.id, a.id, c.id]
+    assert service.claim_jobs(["t"], 1) == []
+
+
+def test_claim_returns_a_batch_in_claim_order(service: PostgresService) -> None:
+    jobs = service.add_jobs([jobqueue.new_job("t", "o", i, priority=i % 3) for i in range(30)])
+    claimed = service.claim_jobs(["t"], 30)
+    expected = sorted(jobs, key=lambda j: (-j.priority, j.id))
+    assert [j.id for j in claimed] == [j.id for j in expected]
+    assert len({j.claim_token for j in claimed}) == 30
+    assert all(j.attempt == 1 and j.started_at is not None for j in claimed)
+
+
+def test_claim_only_takes_the_requested_types(service: PostgresService) -> None:
+    service.add_job(jobqueue.new_job("other", "o", None))
+    mine = service.add_job(jobqueue.new_job("mine", "o", None))
+    assert [j.id for j in service.claim_jobs(["mine", "absent"], 10)] == [mine.id]
+    assert service.claim_jobs([], 10) == []
+
+
+def test_claim_honours_start_at_by_the_database_clock(service: PostgresService, db_url: str) -> None:
+    job = service.add_job(jobqueue.new_job("t", "o", None, start_at=datetime.now(UTC) + timedelta(hours=1)))
+    assert service.claim_jobs(["t"], 1) == []
+    wait = service.seconds_until_next_job(["t"])
+    assert wait is not None and 3500 < wait <= 3600
+    with psycopg.connect(db_url) as conn:
+        conn.execute("update worker.job set start_at = now() - interval '1 s' where id = %s", (job.id,))
+    assert [j.id for j in service.claim_jobs(["t"], 1)] == [job.id]
+    assert service.seconds_until_next_job(["t"]) is None
+
+
+def test_concurrent_claimers_never_share_a_job(service: PostgresService) -> None:
+    service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(400)])
+    seen: list[Any] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while batch := service.claim_jobs(["t"], 7):
+            with lock:
+                seen.extend(j.id for j in batch)
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(seen) == 400 and len(set(seen)) == 400
+
+
+def test_outcome_with_a_stale_claim_token_is_rejected(service: PostgresService) -> None:
+    service.add_job(jobqueue.new_job("t", "o", None, max_retry_count=2))
+    (first,) = service.claim_jobs(["t"], 1)
+    assert first.claim_token is not None
+    retry = Outcome(
+        first.id, first.claim_token, OutcomeKind.RETRY, 1, error_msg="x", retry_delay=timedelta(0)
+    )
+    assert service.save_outcomes([retry]) == {first.id}
+    (second,) = service.claim_jobs(["t"], 1)
+    assert second.id == first.id and second.attempt == 2 and second.claim_token != first.claim_token
+    late = Outcome(first.id, first.claim_token, OutcomeKind.SUCCEEDED, 1, result_json='"late"')
+    assert service.save_outcomes([late]) == set()
+    assert service.heartbeat([(first.id, first.claim_token)]) == set()
+    assert second.claim_token is not None
+    assert service.heartbeat([(second.id, second.claim_token)]) == {second.id}
+    job = service.get_job(first.id)
+    assert job.state is JobState.RUNNING and job.result is None
+
+
+def test_outcomes_store_result_error_and_history(service: PostgresService) -> None:
+    service.add_jobs([jobqueue.new_job("t", "o", i, max_retry_count=1) for i in range(3)])
+    a, b, c = service.claim_jobs(["t"], 3)
+    assert a.claim_token and b.claim_token and c.claim_token
+    applied = service.save_outcomes(
+        [
+            Outcome(a.id, a.claim_token, OutcomeKind.SUCCEEDED, 1, result_json='{"ok":true}'),
+            Outcome(
+                b.id,
+                b.claim_token,
+                OutcomeKind.FAILED,
+                1,
+                error_msg="bad",
+                error_type="ValueError",
+                error_data_json='{"type":"ValueError"}',
+            ),
+            Outcome(
+                c.id,
+                c.claim_token,
+                OutcomeKind.RETRY,
+                1,
+                error_msg="again",
+                error_type="E",
+                retry_delay=timedelta(seconds=30),
+            ),
+        ]
+    )
+    assert applied == {a.id, b.id, c.id}
+    got_a, got_b, got_c = (service.get_job(j.id) for j in (a, b, c))
+    assert got_a.state is JobState.SUCCEEDED and got_a.result == {"ok": True}
+    assert got_b.state is JobState.FAILED and got_b.error_msg == "bad"
+    assert got_b.error_data == {"type": "ValueError"}
+    assert [(e.attempt, e.message, e.type) for e in got_b.errors] == [(1, "bad", "ValueError")]
+    assert got_c.state is JobState.RETRYING and got_c.current_retry_count == 1
+    assert got_c.start_at is not None and got_c.started_at is None and got_c.claim_token is None
+    wait = service.seconds_until_next_job(["t"])
+    assert wait is not None and 20 < wait <= 30
+
+
+def test_reaper_requeues_a_job_whose_heartbeat_stopped(service: PostgresService, db_url: str) -> None:
+    job = service.add_job(jobqueue.new_job("t", "o", None, max_retry_count=1))
+    (claimed,) = service.claim_jobs(["t"], 1)
+    assert service.reap_dead_jobs(timedelta(seconds=60)) == 0
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "update worker.job set worker_alive_at = now() - interval '2 min' where id = %s", (job.id,)
+        )
+    assert service.reap_dead_jobs(timedelta(seconds=60)) == 1
+    requeued = service.get_job(job.id)
+    assert requeued.state is JobState.RETRYING and "worker lost" in (requeued.error_msg or "")
+    assert claimed.claim_token is not None
+    late = Outcome(job.id, claimed.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")
+    assert service.save_outcomes([late]) == set()
+    # Second attempt also loses its worker: no attempt left, so it ends failed.
+    service.claim_jobs(["t"], 1)
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "update worker.job set worker_alive_at = now() - interval '2 min' where id = %s", (job.id,)
+        )
+    assert service.reap_dead_jobs(60) == 1
+    failed = service.get_job(job.id)
+    assert failed.state is JobState.FAILED and failed.error_msg is not None
+    assert failed.error_msg.startswith("worker lost")
+    assert [e.attempt for e in failed.errors] == [1, 2]
+
+
+def test_reaped_bundle_job_moves_the_bundle_counter_once(service: PostgresService, db_url: str) -> None:
+    bundle = service.add_job_bundle(jobqueue.new_job_bundle("b", "o", [JobDesc(type="t", payload=1)]))
+    (claimed,) = service.claim_jobs(["t"], 1)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("update worker.job set worker_alive_at = now() - interval '2 min'")
+    assert service.reap_dead_jobs(60) == 1
+    assert claimed.claim_token is not None
+    late = Outcome(claimed.id, claimed.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")
+    assert service.save_outcomes([late]) == set()
+    got = service.get_job_bundle(bundle.id)
+    assert got.num_jobs_stopped == 1 and got.jobs[0].state is JobState.FAILED
+
+
+def test_bundle_with_a_declared_handler_enqueues_its_completion_job(service: PostgresService) -> None:
+    service.declare_bundle_handlers(["report"])
+    service.declare_bundle_handlers(["report"])  # idempotent
+    bundle = service.add_job_bundle(
+        jobqueue.new_job_bundle("report", "cron", [JobDesc(type="p", payload=i) for i in range(2)])
+    )
+    for job in service.claim_jobs(["p"], 2):
+        assert job.claim_token is not None
+        service.save_outcomes([Outcome(job.id, job.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")])
+    (completion,) = service.claim_jobs(["jobqueue.bundle:report"], 5)
+    assert completion.payload == {"bundle_id": str(bundle.id), "bundle_type": "report"}
+    assert completion.origin == "cron"
+    # Other bundle types get no completion job.
+    service.add_job_bundle(jobqueue.new_job_bundle("plain", "o", [JobDesc(type="q", payload=1)]))
+    (q,) = service.claim_jobs(["q"], 1)
+    assert q.claim_token is not None
+    service.save_outcomes([Outcome(q.id, q.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")])
+    assert service.claim_jobs(["jobqueue.bundle:plain"], 5) == []
+
+
+def test_install_schema_is_idempotent_and_safe_concurrently(pg_server: Any) -> None:
+    import uuid
+
+    name = f"jobqueue_install_{uuid.uuid4().hex[:8]}"
+    url = pg_server.create_database(name)
+    try:
+        errors: list[BaseException] = []
+
+        def install() -> None:
+            try:
+                install_schema(url)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=install) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        install_schema(url)
+        with psycopg.connect(url) as conn:
+            install_schema(conn)  # on an open connection, in its transaction
+            conn.commit()
+            row = conn.execute(
+                "select count(*) from pg_trigger where not tgisinternal"
+                " and tgrelid in ('worker.job'::regclass, 'worker.job_bundle'::regclass)"
+            ).fetchone()
+        assert row == (4,)
+    finally:
+        pg_server.drop_database(name)
+
+
+def test_install_schema_without_a_url_says_where_it_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOBQUEUE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(jobqueue.InvalidJobError, match="DATABASE_URL"):
+        install_schema()
