@@ -91,6 +91,33 @@ def add_bundle(bundle: JobBundle, *, conn: Transaction | None = None) -> JobBund
     return get_service().add_job_bundle(bundle, conn=conn)
 
 
+async def add_async(job: Job, *, conn: Transaction | None = None) -> Job:
+    """Awaitable :func:`add`, for asyncio code: never blocks the event loop.
+
+    ``conn`` is a psycopg ``AsyncConnection`` or a SQLAlchemy ``AsyncConnection`` /
+    ``AsyncSession``: the insert joins its open transaction, so workers see the job
+    only after it commits, and never if it rolls back. Without ``conn`` the job is
+    stored on its own. Raises InvalidJobError before any SQL for a bad job.
+    """
+    return await get_service().add_job_async(job, conn=conn)
+
+
+async def add_many_async(jobs: Sequence[Job], *, conn: Transaction | None = None) -> list[Job]:
+    """Awaitable :func:`add_many`: many jobs in one statement, all or none. See :func:`add_async`."""
+    return await get_service().add_jobs_async(jobs, conn=conn)
+
+
+async def add_bundle_async(bundle: JobBundle, *, conn: Transaction | None = None) -> JobBundle:
+    """Awaitable :func:`add_bundle`: a bundle and its jobs atomically. See :func:`add_async`."""
+    return await get_service().add_job_bundle_async(bundle, conn=conn)
+
+
+async def get_job_async(job_id: UUID, *, conn: Transaction | None = None) -> Job:
+    """Awaitable :func:`get_job` (JobNotFoundError if none); with ``conn`` (see
+    :func:`add_async`) it reads inside that transaction."""
+    return await get_service().get_job_async(job_id, conn=conn)
+
+
 def get_job(job_id: UUID) -> Job:
     """The job with that id (JobNotFoundError if none)."""
     return get_service().get_job(job_id)

@@ -10,7 +10,9 @@ from uuid import UUID
 from jobqueue._models import Job, JobBundle, Status
 
 #: A connection whose open transaction an insert may join: a psycopg ``Connection``,
-#: a SQLAlchemy ``Connection`` or ``Session``. Typed loosely so this package needs no driver.
+#: a SQLAlchemy ``Connection`` or ``Session`` (for the ``*_async`` methods: a psycopg
+#: ``AsyncConnection``, a SQLAlchemy ``AsyncConnection`` or ``AsyncSession``).
+#: Typed loosely so this package needs no driver.
 Transaction = Any
 
 
@@ -108,4 +110,22 @@ class Service(Protocol):
 
     def close(self) -> None:
         """Release connections and threads. Idempotent."""
+        ...
+
+    async def add_job_async(self, job: Job, *, conn: Transaction | None = None) -> Job:
+        """Awaitable :meth:`add_job`. ``conn`` is an async connection or session (psycopg
+        ``AsyncConnection``, SQLAlchemy ``AsyncConnection`` / ``AsyncSession``) whose open
+        transaction the insert joins. Never blocks the event loop."""
+        ...
+
+    async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Transaction | None = None) -> list[Job]:
+        """Awaitable :meth:`add_jobs`; ``conn`` as for :meth:`add_job_async`."""
+        ...
+
+    async def add_job_bundle_async(self, bundle: JobBundle, *, conn: Transaction | None = None) -> JobBundle:
+        """Awaitable :meth:`add_job_bundle`; ``conn`` as for :meth:`add_job_async`."""
+        ...
+
+    async def get_job_async(self, job_id: UUID, *, conn: Transaction | None = None) -> Job:
+        """Awaitable :meth:`get_job`; with ``conn`` it reads inside that transaction."""
         ...

@@ -23,14 +23,28 @@ from jobworker_pg._init import init_job_queue, init_job_queue_reset_interrupted_
 from jobworker_pg._listener import NotificationListener
 from jobworker_pg._schema import install_schema, schema_sql
 from jobworker_pg._service import PostgresService
+from jobworker_pg._testmodes import (
+    BundlePredicate,
+    JobPredicate,
+    ignore_job_bundles,
+    ignore_job_type,
+    ignore_jobs,
+    synchronous_jobs,
+)
 
 __all__ = [
+    "BundlePredicate",
+    "JobPredicate",
     "NotificationListener",
     "PostgresService",
+    "ignore_job_bundles",
+    "ignore_job_type",
+    "ignore_jobs",
     "init_job_queue",
     "init_job_queue_reset_interrupted_jobs",
     "install_schema",
     "mask_password",
     "resolve_conninfo",
     "schema_sql",
+    "synchronous_jobs",
 ]

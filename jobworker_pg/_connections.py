@@ -14,7 +14,8 @@ def psycopg_connection_of(conn: Any) -> psycopg.Connection[Any]:
 
     Accepts a psycopg ``Connection``, a SQLAlchemy ``Connection`` or ``Session``
     (on the ``postgresql+psycopg`` dialect). A SQLAlchemy session or connection
-    that has not begun a transaction yet begins one, as any statement would.
+    that has not begun a transaction yet begins one, as any statement would, so
+    its ``commit()`` / ``rollback()`` covers the insert.
     """
     if isinstance(conn, psycopg.Connection):
         return conn
@@ -26,6 +27,10 @@ def psycopg_connection_of(conn: Any) -> psycopg.Connection[Any]:
     if Session is not None and isinstance(conn, Session):
         conn = conn.connection()
     if SAConnection is not None and isinstance(conn, SAConnection):
+        if not conn.in_transaction():
+            # Statements on the driver connection do not autobegin SQLAlchemy's transaction;
+            # without this, conn.commit() would be a no-op and the pool's reset would roll back.
+            conn.begin()
         driver = conn.connection.driver_connection
         if isinstance(driver, psycopg.Connection):
             return driver

@@ -24,11 +24,20 @@ from jobqueue import (
     StateCounts,
     Status,
 )
-from jobqueue._constructors import check_job, check_start_at, payload_json
-from jobworker._database import Outcome, OutcomeKind
+from jobqueue._constructors import check_start_at
+from jobworker import Outcome, OutcomeKind
+from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._connections import psycopg_connection_of
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
+from jobworker_pg._inserts import (
+    bundle_params,
+    checked_bundle,
+    checked_jobs,
+    job_params,
+    jobs_params,
+    must_open_transaction,
+)
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
 from jobworker_pg._queries import q
 from jobworker_pg._rows import bundle_from_row, job_from_row
@@ -159,20 +168,14 @@ class PostgresService:
     # -- adding jobs -----------------------------------------------------------------
 
     def add_job(self, job: Job, *, conn: Any = None) -> Job:
-        """Store one job (see :func:`jobqueue.add`). Returns the job with its timestamps."""
-        check_job(job)
-        if job.bundle_id is not None:
-            raise InvalidJobError("a job with a bundle_id is added with its bundle (add_job_bundle)")
-        params = {
-            "id": job.id,
-            "bundle_id": None,
-            "type": job.type,
-            "payload": payload_json(job),
-            "priority": job.priority,
-            "origin": job.origin,
-            "max_retry_count": job.max_retry_count,
-            "start_at": job.start_at,
-        }
+        """Store one job (see :func:`jobqueue.add`). Returns the job with its timestamps.
+
+        Under a test mode (:func:`jobworker_pg.synchronous_jobs`, :func:`jobworker_pg.ignore_jobs`)
+        the job is run inline or dropped instead, after the same validation.
+        """
+        params = job_params(job)
+        if testmodes.active() and not testmodes.handle_jobs([job]):
+            return job
         if conn is not None:
             raw = psycopg_connection_of(conn)
             self._check_open("add_job")
@@ -186,48 +189,25 @@ class PostgresService:
         return job
 
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
-        """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`)."""
-        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-            raise InvalidJobError(f"add_many takes a list of jobs, got {type(jobs).__name__}")
-        jobs = list(jobs)
-        seen: set[UUID] = set()
-        for index, job in enumerate(jobs):
-            try:
-                check_job(job)
-            except InvalidJobError as exc:
-                raise InvalidJobError(f"jobs[{index}]: {exc}") from exc
-            if job.id in seen:
-                raise InvalidJobError(f"jobs[{index}]: id {job.id} appears twice")
-            seen.add(job.id)
-        if not jobs:
-            return []
-        self._insert_jobs("add_jobs", jobs, conn)
+        """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`).
+
+        Under a test mode each job is run inline, dropped or stored as that mode says.
+        """
+        jobs = checked_jobs(jobs)
+        to_store = testmodes.handle_jobs(jobs) if testmodes.active() else jobs
+        if to_store:
+            self._insert_jobs("add_jobs", to_store, conn)
         return jobs
 
     def _insert_jobs(self, action: str, jobs: list[Job], conn: Any, bundle: JobBundle | None = None) -> None:
-        params = {
-            "ids": [j.id for j in jobs],
-            "bundle_ids": [j.bundle_id for j in jobs],
-            "types": [j.type for j in jobs],
-            "payloads": [payload_json(j) for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "origins": [j.origin for j in jobs],
-            "max_retry_counts": [j.max_retry_count for j in jobs],
-            "start_ats": [j.start_at for j in jobs],
-        }
+        params = jobs_params(jobs)
 
         def insert(c: psycopg.Connection[Any]) -> None:
+            if must_open_transaction(c.autocommit, c.info.transaction_status):
+                c.execute(q("open_transaction"))
             with c.transaction():  # a savepoint inside the caller's transaction: all or none
                 if bundle is not None:
-                    brow = c.execute(
-                        q("insert_bundle"),
-                        {
-                            "id": bundle.id,
-                            "type": bundle.type,
-                            "origin": bundle.origin,
-                            "num_jobs": bundle.num_jobs,
-                        },
-                    ).fetchone()
+                    brow = c.execute(q("insert_bundle"), bundle_params(bundle)).fetchone()
                     assert brow is not None
                     bundle.created_at, bundle.updated_at = brow
                 row = c.execute(q("insert_jobs"), params).fetchone()
@@ -245,25 +225,15 @@ class PostgresService:
                 insert(pooled)
 
     def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
-        """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`)."""
-        if not isinstance(bundle, JobBundle):
-            raise InvalidJobError(
-                f"expected a jobqueue.JobBundle (see jobqueue.new_job_bundle), got {type(bundle).__name__}"
-            )
-        if not bundle.jobs or bundle.num_jobs != len(bundle.jobs):
-            raise InvalidJobError(
-                f"bundle {bundle.id} says num_jobs={bundle.num_jobs} but holds {len(bundle.jobs)} jobs"
-            )
-        for index, job in enumerate(bundle.jobs):
-            try:
-                check_job(job)
-            except InvalidJobError as exc:
-                raise InvalidJobError(f"bundle jobs[{index}]: {exc}") from exc
-            if job.bundle_id != bundle.id:
-                raise InvalidJobError(
-                    f"bundle jobs[{index}] belongs to bundle {job.bundle_id}, not {bundle.id}"
-                )
-        self._insert_jobs("add_job_bundle", list(bundle.jobs), conn, bundle)
+        """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`).
+
+        Under :func:`jobworker_pg.synchronous_jobs` its jobs run inline and its listeners
+        fire; under :func:`jobworker_pg.ignore_job_bundles` it is dropped.
+        """
+        jobs = checked_bundle(bundle)
+        if testmodes.active() and testmodes.handle_bundle(bundle):
+            return bundle
+        self._insert_jobs("add_job_bundle", jobs, conn, bundle)
         return bundle
 
     # -- reading ---------------------------------------------------------------------
@@ -435,8 +405,7 @@ class PostgresService:
 
     def heartbeat(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
         """WorkerDatabase: mark claims alive in one statement; returns the ids still current."""
-        if not claims:
-            return set()
+        # Sent even with no claims: it is also the worker's periodic check that the database answers.
         ordered = sorted(claims)
         params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
         return self._write("heartbeat", lambda c: {row[0] for row in c.execute(q("heartbeat"), params)})
@@ -487,3 +456,58 @@ class PostgresService:
         self._listener.stop()
         if self._owns_pool:
             self._pool.close()
+
+    # -- asyncio -------------------------------------------------------------------------
+    # The bodies live in jobworker_pg._async; see there why calls without conn= use a thread.
+
+    async def add_job_async(self, job: Job, *, conn: Any = None) -> Job:
+        """Awaitable :meth:`add_job` (see :func:`jobqueue.add_async`).
+
+        ``conn`` is a psycopg ``AsyncConnection`` or a SQLAlchemy ``AsyncConnection`` /
+        ``AsyncSession`` (``postgresql+psycopg``): the insert joins its open transaction,
+        so workers see the job only after it commits, never if it rolls back. Without
+        ``conn`` the job is stored on its own, from a thread, so the event loop never
+        blocks. Raises InvalidJobError before any SQL, and honours the test modes.
+        """
+        from jobworker_pg import _async
+
+        return await _async.add_job(self, job, conn)
+
+    async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
+        """Awaitable :meth:`add_jobs`: many jobs in one statement, all or none;
+        ``conn`` as for :meth:`add_job_async`."""
+        from jobworker_pg import _async
+
+        return await _async.add_jobs(self, jobs, conn)
+
+    async def add_job_bundle_async(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
+        """Awaitable :meth:`add_job_bundle`: a bundle and its jobs atomically;
+        ``conn`` as for :meth:`add_job_async`."""
+        from jobworker_pg import _async
+
+        return await _async.add_job_bundle(self, bundle, conn)
+
+    async def get_job_async(self, job_id: UUID, *, conn: Any = None) -> Job:
+        """Awaitable :meth:`get_job`; JobNotFoundError if none. With ``conn`` (as for
+        :meth:`add_job_async`) it reads inside that transaction, so it also sees the
+        transaction's own uncommitted jobs."""
+        from jobworker_pg import _async
+
+        return await _async.get_job(self, job_id, conn)
+
+    # -- for tests -------------------------------------------------------------------------
+
+    def get_all_jobs(self) -> list[Job]:
+        """Every job, stopped or not, oldest first (meant for tests and small queues)."""
+        return self._jobs("get_all_jobs", "all_jobs")
+
+    def make_jobs_due(self, job_types: Sequence[str]) -> int:
+        """For tests: jobs of ``job_types`` waiting for a future ``start_at`` (scheduled, or
+        waiting for a retry) become due now. Returns how many."""
+        if isinstance(job_types, str):
+            raise InvalidJobError("make_jobs_due takes a list of job types, not a str")
+        if not job_types:
+            return 0
+        return self._write(
+            "make_jobs_due", lambda c: c.execute(q("make_jobs_due"), {"types": list(job_types)}).rowcount
+        )

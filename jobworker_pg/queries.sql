@@ -183,6 +183,8 @@ with dead as (
     from worker.job
     where started_at is not null and stopped_at is null
       and coalesce(worker_alive_at, started_at) < now() - make_interval(secs => %(dead_for)s::float8)
+      -- after a server restart nobody could send heartbeats: give live workers dead_for to return
+      and pg_postmaster_start_time() < now() - make_interval(secs => %(dead_for)s::float8)
     order by id
     for update skip locked
 ),
@@ -219,3 +221,42 @@ where started_at is null and stopped_at is null and start_at > now()
 insert into worker.bundle_handler (bundle_type)
 select unnest(%(bundle_types)s::text[])
 on conflict (bundle_type) do nothing
+
+-- open_transaction: a no-op statement that makes psycopg begin the caller's implicit transaction, so the savepoint after it joins that transaction
+select 1
+
+-- all_jobs: every job, oldest first (for test assertions that list what was enqueued)
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job
+order by created_at, id
+
+-- make_jobs_due: testing: waiting jobs scheduled for later (or waiting for a retry) become due now
+update worker.job
+set start_at = now(), updated_at = now()
+where started_at is null and stopped_at is null and start_at > now()
+  and type = any(%(types)s::text[])
+
+-- list_jobs: newest jobs first for `jobqueue jobs`, optionally only to-do or failed ones of some types
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job
+where (%(types)s::text[] is null or type = any(%(types)s::text[]))
+  and (not %(todo)s or stopped_at is null)
+  and (not %(errors)s or (error_msg is not null and cancelled_at is null))
+order by created_at desc, id desc
+limit %(limit)s
+
+-- queue_depth: jobs due and waiting, and jobs running, for the worker's summary line (partial indexes only)
+select count(*) filter (where started_at is null and (start_at is null or start_at <= now())),
+       count(*) filter (where started_at is not null)
+from worker.job
+where stopped_at is null
+
+-- count_unstopped_of_origin: how many jobs of one origin have not stopped yet (the demo waits for 0)
+select count(*) from worker.job where origin = %(origin)s and stopped_at is null
+
+-- schema_installed: whether the worker schema exists in this database
+select to_regclass('worker.job') is not null

@@ -130,12 +130,12 @@ def test_outcomes_store_result_error_and_history(service: PostgresService) -> No
 def test_reaper_requeues_a_job_whose_heartbeat_stopped(service: PostgresService, db_url: str) -> None:
     job = service.add_job(jobqueue.new_job("t", "o", None, max_retry_count=1))
     (claimed,) = service.claim_jobs(["t"], 1)
-    assert service.reap_dead_jobs(timedelta(seconds=60)) == 0
+    assert service.reap_dead_jobs(timedelta(seconds=1)) == 0
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "update worker.job set worker_alive_at = now() - interval '2 min' where id = %s", (job.id,)
         )
-    assert service.reap_dead_jobs(timedelta(seconds=60)) == 1
+    assert service.reap_dead_jobs(timedelta(seconds=1)) == 1
     requeued = service.get_job(job.id)
     assert requeued.state is JobState.RETRYING and "worker lost" in (requeued.error_msg or "")
     assert claimed.claim_token is not None
@@ -147,7 +147,7 @@ def test_reaper_requeues_a_job_whose_heartbeat_stopped(service: PostgresService,
         conn.execute(
             "update worker.job set worker_alive_at = now() - interval '2 min' where id = %s", (job.id,)
         )
-    assert service.reap_dead_jobs(60) == 1
+    assert service.reap_dead_jobs(1) == 1
     failed = service.get_job(job.id)
     assert failed.state is JobState.FAILED and failed.error_msg is not None
     assert failed.error_msg.startswith("worker lost")
@@ -159,7 +159,7 @@ def test_reaped_bundle_job_moves_the_bundle_counter_once(service: PostgresServic
     (claimed,) = service.claim_jobs(["t"], 1)
     with psycopg.connect(db_url) as conn:
         conn.execute("update worker.job set worker_alive_at = now() - interval '2 min'")
-    assert service.reap_dead_jobs(60) == 1
+    assert service.reap_dead_jobs(1) == 1
     assert claimed.claim_token is not None
     late = Outcome(claimed.id, claimed.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")
     assert service.save_outcomes([late]) == set()

@@ -1,0 +1,130 @@
+"""pg-jobqueue worker runtime: register job handlers, run them on a thread pool.
+
+Quickstart (a worker process; ``DATABASE_URL`` points at PostgreSQL)::
+
+    import jobqueue
+    import jobworker
+    from pydantic import BaseModel
+    from jobworker_pg import init_job_queue
+
+    class SendEmail(BaseModel):
+        to: str
+
+    @jobworker.job()                                # job type "__main__.SendEmail"
+    def send_email(payload: SendEmail) -> dict[str, str]:
+        return {"sent_to": payload.to}              # stored as the job's result
+
+    init_job_queue()                                # hands the database to jobworker
+    jobworker.start_threads(4)
+    jobqueue.add(jobqueue.new_job(jobqueue.job_type_of(SendEmail), "docs", SendEmail(to="a@example.com")))
+    ...
+    jobworker.finish_threads()                      # finish in-flight jobs, save outcomes
+
+Without a database, :func:`do_job` runs a job inline (handy in tests):
+
+>>> import jobqueue, jobworker
+>>> jobworker.register("demo.add", lambda job: sum(job.payload))
+>>> jobworker.do_job(jobqueue.new_job("demo.add", "docs", [1, 2, 3])).result
+6
+>>> jobworker.unregister("demo.add")
+
+Handlers run with at-least-once semantics: an attempt counts when claimed; a
+failed attempt is retried while ``job.attempt <= job.max_retry_count``; a
+handler that overruns its timeout ends the attempt with :class:`JobTimeoutError`.
+The pool talks to the database only through :class:`WorkerDatabase`.
+"""
+
+from jobworker._bundles import BundleHandler
+from jobworker._context import JobContext, current_job_context
+from jobworker._database import BUNDLE_JOB_PREFIX, Outcome, OutcomeKind, WakeupCallback, WorkerDatabase
+from jobworker._defaults import (
+    add_after_job_hook,
+    add_before_job_hook,
+    bundle_handler,
+    configure,
+    default_pool,
+    default_registry,
+    do_job,
+    finish_threads,
+    is_registered,
+    job,
+    on_error,
+    register,
+    register_bundle_handler,
+    register_func,
+    register_func_for_job_type,
+    register_schedule_retry,
+    registered_job_types,
+    remove_after_job_hook,
+    remove_before_job_hook,
+    set_database,
+    start_polling_available_jobs,
+    start_threads,
+    stop_polling_available_jobs,
+    stop_threads,
+    unregister,
+)
+from jobworker._errors import ErrorCallback, InvalidPayloadError, JobTimeoutError
+from jobworker._outcomes import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, default_retry_delay
+from jobworker._pool import WorkerPool
+from jobworker._registry import AfterJobHook, BeforeJobHook, Handler, Registry, RetryScheduler
+from jobworker._settings import (
+    DEFAULT_DEAD_FOR,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_JOB_TIMEOUT,
+    Duration,
+    WorkerSettings,
+)
+
+__all__ = [
+    "BUNDLE_JOB_PREFIX",
+    "DEFAULT_DEAD_FOR",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_JOB_TIMEOUT",
+    "DEFAULT_RETRY_BASE_DELAY",
+    "DEFAULT_RETRY_MAX_DELAY",
+    "AfterJobHook",
+    "BeforeJobHook",
+    "BundleHandler",
+    "Duration",
+    "ErrorCallback",
+    "Handler",
+    "InvalidPayloadError",
+    "JobContext",
+    "JobTimeoutError",
+    "Outcome",
+    "OutcomeKind",
+    "Registry",
+    "RetryScheduler",
+    "WakeupCallback",
+    "WorkerDatabase",
+    "WorkerPool",
+    "WorkerSettings",
+    "add_after_job_hook",
+    "add_before_job_hook",
+    "bundle_handler",
+    "configure",
+    "current_job_context",
+    "default_pool",
+    "default_registry",
+    "default_retry_delay",
+    "do_job",
+    "finish_threads",
+    "is_registered",
+    "job",
+    "on_error",
+    "register",
+    "register_bundle_handler",
+    "register_func",
+    "register_func_for_job_type",
+    "register_schedule_retry",
+    "registered_job_types",
+    "remove_after_job_hook",
+    "remove_before_job_hook",
+    "set_database",
+    "start_polling_available_jobs",
+    "start_threads",
+    "stop_polling_available_jobs",
+    "stop_threads",
+    "unregister",
+]

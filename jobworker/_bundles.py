@@ -1,0 +1,68 @@
+"""Durable bundle handlers: a completion job per finished bundle runs the handler once.
+
+The database enqueues a job of type ``BUNDLE_JOB_PREFIX + bundle_type`` with the
+payload ``{"bundle_id": ..., "bundle_type": ...}`` in the transaction that stops
+the bundle's last job (for the bundle types declared with
+``WorkerDatabase.declare_bundle_handlers``). Its handler loads the bundle and
+calls the user's function, with the retry rules of any job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+
+from jobqueue import InvalidJobError, Job, JobBundle, RegistrationError
+from jobqueue._constructors import MAX_NAME_LENGTH, check_name
+from jobworker._context import current_job_context
+from jobworker._database import BUNDLE_JOB_PREFIX
+from jobworker._errors import InvalidPayloadError
+
+#: A durable bundle handler: called once with the completed bundle (and its jobs).
+BundleHandler = Callable[[JobBundle], Any]
+
+
+class _BundlePayload(BaseModel):
+    bundle_id: UUID
+    bundle_type: str
+
+
+def bundle_job_type(bundle_type: str) -> str:
+    """The job type of the completion jobs of ``bundle_type``; RegistrationError if invalid."""
+    try:
+        check_name(bundle_type, "bundle type")
+    except InvalidJobError as exc:
+        raise RegistrationError(str(exc)) from exc
+    job_type = BUNDLE_JOB_PREFIX + bundle_type
+    if len(job_type) > MAX_NAME_LENGTH:
+        raise RegistrationError(
+            f"bundle type {bundle_type!r} is too long for a bundle handler: its completion job type "
+            f"{BUNDLE_JOB_PREFIX!r} + type would be {len(job_type)} characters, over the limit of "
+            f"{MAX_NAME_LENGTH} (bundle types of handlers may have at most "
+            f"{MAX_NAME_LENGTH - len(BUNDLE_JOB_PREFIX)})"
+        )
+    return job_type
+
+
+def bundle_call(bundle_type: str, fn: BundleHandler) -> Callable[[Job], Any]:
+    """The job handler of ``bundle_type``'s completion jobs: load the bundle, call ``fn``."""
+
+    def call(job: Job) -> Any:
+        try:
+            payload = _BundlePayload.model_validate(job.payload)
+        except ValidationError as exc:
+            raise InvalidPayloadError(
+                f"payload of bundle completion job type {job.type!r} is invalid: {exc}"
+            ) from None
+        database = current_job_context()._database
+        if database is None:
+            raise RuntimeError(
+                f"bundle handler of {bundle_type!r} needs a database to load bundle "
+                f"{payload.bundle_id}; it cannot run through do_job()"
+            )
+        return fn(database.get_job_bundle(payload.bundle_id))
+
+    return call

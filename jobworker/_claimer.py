@@ -1,0 +1,206 @@
+"""The claimer: one thread that claims jobs in batches for all idle worker threads.
+
+It sleeps until there is a reason to claim (a job_available wake-up, the
+polling interval, a scheduled job falling due, a freed slot after a full batch)
+and there is an idle slot; one ``claim_jobs`` round trip then fills every idle
+slot it can. Job types at their ``max_concurrency`` are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from jobqueue import Job
+from jobworker._database import WorkerDatabase
+from jobworker._errors import ErrorReporter
+from jobworker._log import job_extra
+from jobworker._registry import Handler
+from jobworker._slots import Slots
+
+logger = logging.getLogger(__name__)
+
+IDLE_WAIT_SECONDS = 1.0  # longest single sleep; nothing happens on waking without a reason
+ERROR_BACKOFF_START = 0.1
+ERROR_BACKOFF_MAX = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCall:
+    """One ``claim_jobs`` call of a claim round; ``cap`` bounds its limit besides the idle slots."""
+
+    job_types: list[str]
+    cap: int | None
+
+
+def plan_claims(
+    handlers: Mapping[str, Handler], busy: Mapping[str, int], idle: int
+) -> tuple[list[ClaimCall], set[str]]:
+    """The calls of one claim round, and the types left out because they are at capacity.
+
+    One call covers every type that cannot exceed its ``max_concurrency`` with
+    ``idle`` more jobs; each type closer to its cap gets a call of its own,
+    limited to its remaining capacity.
+    """
+    shared: list[str] = []
+    own: list[ClaimCall] = []
+    full: set[str] = set()
+    for job_type in sorted(handlers):
+        cap = handlers[job_type].max_concurrency
+        if cap is None:
+            shared.append(job_type)
+            continue
+        free = cap - busy.get(job_type, 0)
+        if free <= 0:
+            full.add(job_type)
+        elif free >= idle:
+            shared.append(job_type)
+        else:
+            own.append(ClaimCall([job_type], free))
+    calls = [ClaimCall(shared, None)] if shared else []
+    return calls + own, full
+
+
+class Claimer:
+    """Owns the thread ``jobworker-claimer``. ``on_claimed(jobs)`` hands claimed jobs on."""
+
+    def __init__(
+        self,
+        database: WorkerDatabase,
+        handlers: Mapping[str, Handler],
+        slots: Slots,
+        on_claimed: Callable[[list[Job]], None],
+        report: ErrorReporter,
+        poll_interval: float | None,
+        name: str,
+    ) -> None:
+        self._database = database
+        self._handlers = dict(handlers)
+        self._slots = slots
+        self._on_claimed = on_claimed
+        self._report = report
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._requested = True  # claim once at start
+        self._more: bool = False  # the last round filled its limit: there may be more
+        self._capped: set[str] = set()  # types left out or filled at their max_concurrency
+        self._stopping = False
+        self._next_due: float | None = None  # monotonic time a scheduled job falls due
+        self._poll_interval = poll_interval
+        self._next_poll: float | None = None if poll_interval is None else time.monotonic() + poll_interval
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the claimer thread."""
+        self._thread.start()
+
+    def stop(self, join_timeout: float) -> None:
+        """Stop claiming at once; wait up to ``join_timeout`` for a round in progress."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(join_timeout)
+
+    def wake(self, job_type: str | None) -> None:
+        """Jobs may be available (of ``job_type``, or of any type when None)."""
+        if job_type is not None and job_type not in self._handlers:
+            return
+        with self._cond:
+            self._requested = True
+            self._cond.notify_all()
+
+    def slot_freed(self, job_type: str) -> None:
+        """A slot freed: claim again if the last round suggested more jobs wait."""
+        with self._cond:
+            if self._more or job_type in self._capped:
+                self._requested = True
+            self._cond.notify_all()
+
+    def job_due_in(self, seconds: float) -> None:
+        """A job of ours becomes due in ``seconds`` (a retry was scheduled)."""
+        due = time.monotonic() + max(seconds, 0.0)
+        with self._cond:
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
+                self._cond.notify_all()
+
+    def set_poll_interval(self, seconds: float | None) -> None:
+        """Also claim every ``seconds`` (None: only on wake-ups)."""
+        with self._cond:
+            self._poll_interval = seconds
+            self._next_poll = None if seconds is None else time.monotonic()
+            self._cond.notify_all()
+
+    def _wait_for_reason(self) -> bool:
+        """Sleep until a claim is wanted and a slot is idle; False when stopping."""
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                if self._next_due is not None and now >= self._next_due:
+                    self._next_due, self._requested = None, True
+                if self._next_poll is not None and self._poll_interval is not None and now >= self._next_poll:
+                    self._next_poll, self._requested = now + self._poll_interval, True
+                if self._requested and self._slots.idle() > 0:
+                    self._requested = False
+                    return True
+                timeouts = [IDLE_WAIT_SECONDS]
+                if self._next_due is not None:
+                    timeouts.append(self._next_due - now)
+                if self._next_poll is not None:
+                    timeouts.append(self._next_poll - now)
+                self._cond.wait(max(min(timeouts), 0.0))
+            return False
+
+    def _loop(self) -> None:
+        backoff = ERROR_BACKOFF_START
+        while self._wait_for_reason():
+            try:
+                self._claim_round()
+            except Exception as exc:
+                self._report(exc, f"claiming jobs (retrying in {backoff:.1f}s)")
+                with self._cond:
+                    self._requested = True
+                    if not self._stopping:
+                        self._cond.wait(backoff)
+                backoff = min(backoff * 2, ERROR_BACKOFF_MAX)
+                continue
+            backoff = ERROR_BACKOFF_START
+
+    def _claim_round(self) -> None:
+        if not self._handlers:
+            return
+        idle = self._slots.idle()
+        calls, capped = plan_claims(self._handlers, self._slots.busy_by_type(), idle)
+        more = False
+        for call in calls:
+            limit = idle if call.cap is None else min(call.cap, idle)
+            if limit <= 0:
+                more = True
+                break
+            jobs = self._database.claim_jobs(call.job_types, limit)
+            for job in jobs:
+                logger.debug(
+                    "claimed job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "claim")
+                )
+            if jobs:
+                self._on_claimed(jobs)
+            idle -= len(jobs)
+            if len(jobs) >= limit:
+                more = more or call.cap is None
+                if call.cap is not None:
+                    capped.update(call.job_types)
+        with self._cond:
+            self._more = more
+            self._capped = capped
+        if not more:
+            self._schedule_next_due()
+
+    def _schedule_next_due(self) -> None:
+        """Ask the database when the next scheduled job of our types falls due."""
+        seconds = self._database.seconds_until_next_job(sorted(self._handlers))
+        if seconds is not None:
+            self.job_due_in(seconds)

@@ -1,0 +1,212 @@
+"""The worker pool: starts and stops the threads that run registered jobs."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+
+from jobqueue import Job, JobQueueError, NotInitializedError, RegistrationError
+from jobworker._database import WorkerDatabase
+from jobworker._errors import ErrorCallback, ErrorReporter
+from jobworker._inline import do_job_with
+from jobworker._registry import Registry
+from jobworker._session import Session
+from jobworker._settings import Duration, WorkerSettings, to_timedelta
+
+logger = logging.getLogger(__name__)
+
+_pool_numbers = itertools.count(1)
+
+
+class WorkerPool:
+    """A pool of worker threads running the jobs of ``registry`` from ``database``.
+
+    Thread-safe. ``start_threads`` / ``finish_threads`` / ``stop_threads`` can be
+    repeated (start, finish, start again); stopping a pool that does not run is
+    harmless. While the threads run, the registry is frozen.
+    """
+
+    def __init__(
+        self,
+        database: WorkerDatabase | None = None,
+        registry: Registry | None = None,
+        settings: WorkerSettings | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._database = database
+        self._registry = registry if registry is not None else Registry()
+        self._settings = settings if settings is not None else WorkerSettings()
+        self._name = name or f"jobworker-{next(_pool_numbers)}"
+        self._report = ErrorReporter()
+        self._poll_interval: float | None = None
+        self._session: Session | None = None
+        self._starting = False
+
+    @property
+    def registry(self) -> Registry:
+        """The registry whose job types this pool runs."""
+        return self._registry
+
+    @property
+    def settings(self) -> WorkerSettings:
+        """The current settings (a running pool uses those it started with)."""
+        with self._lock:
+            return self._settings
+
+    @property
+    def database(self) -> WorkerDatabase | None:
+        """The database the pool claims jobs from, if set."""
+        with self._lock:
+            return self._database
+
+    @property
+    def running(self) -> bool:
+        """True between start_threads and finish_threads / stop_threads."""
+        with self._lock:
+            return self._session is not None
+
+    def set_database(self, database: WorkerDatabase | None) -> None:
+        """Use ``database`` from the next start on. RegistrationError while threads run."""
+        with self._lock:
+            if self._session is not None:
+                raise RegistrationError("cannot change the database while worker threads run")
+            self._database = database
+
+    def configure(
+        self,
+        *,
+        job_timeout: Duration | None = None,
+        heartbeat_interval: Duration | None = None,
+        dead_for: Duration | None = None,
+        reaper_interval: Duration | None = None,
+    ) -> WorkerSettings:
+        """Change settings (None keeps a value); they apply from the next start_threads().
+
+        Durations are timedeltas or seconds. Raises ValueError for a non-positive
+        duration or a ``dead_for`` under 3 x ``heartbeat_interval``.
+        """
+        with self._lock:
+            self._settings = self._settings.replace(
+                job_timeout=job_timeout,
+                heartbeat_interval=heartbeat_interval,
+                dead_for=dead_for,
+                reaper_interval=reaper_interval,
+            )
+            return self._settings
+
+    def on_error(self, callback: ErrorCallback | None) -> None:
+        """Call ``callback(exc)`` for every error outside handlers (database errors, failing
+        hooks); errors are logged either way. None removes the callback."""
+        self._report.set_callback(callback)
+
+    def start_threads(self, n: int) -> None:
+        """Start ``n`` worker threads plus the claimer, heartbeat and outcome threads.
+
+        Declares the registry's bundle types to the database first. Raises
+        NotInitializedError without a database, ValueError for a bad ``n``,
+        JobQueueError when already running; a database error propagates.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"start_threads needs a positive number of threads, got {n!r}")
+        with self._lock:
+            if self._session is not None or self._starting:
+                raise JobQueueError("worker threads are already running; call finish_threads() first")
+            if self._database is None:
+                raise NotInitializedError(
+                    "no worker database: call jobworker_pg.init_job_queue() or jobworker.set_database() first"
+                )
+            database, settings, poll = self._database, self._settings, self._poll_interval
+            self._starting = True
+            self._registry.freeze()
+        session: Session | None = None
+        try:
+            handlers = self._registry.handlers()
+            if not handlers:
+                logger.warning("starting worker threads with no job types registered")
+            bundle_types = self._registry.bundle_types()
+            if bundle_types:
+                database.declare_bundle_handlers(bundle_types)
+            session = Session(self._name, n, database, self._registry, handlers, settings, self._report, poll)
+            session.start()
+        except BaseException:
+            if session is not None:
+                session.stop()
+            with self._lock:
+                self._starting = False
+            self._registry.unfreeze()
+            raise
+        with self._lock:
+            self._session, self._starting = session, False
+        logger.info("started %d worker threads for job types %s", n, ", ".join(sorted(handlers)))
+
+    def finish_threads(self, timeout: Duration | None = None) -> bool:
+        """Stop claiming at once, wait for in-flight jobs, save their outcomes, stop.
+
+        Returns True when all of that happened within ``timeout`` (None: wait as
+        long as it takes; handlers are bounded by their timeouts, and a database
+        that is down is retried). Otherwise jobs still running are abandoned as by
+        stop_threads(), unsaved outcomes are logged as errors, and it returns False.
+        Harmless when not running.
+        """
+        deadline = (
+            None
+            if timeout is None
+            else time.monotonic() + to_timedelta(timeout, "timeout", allow_zero=True).total_seconds()
+        )
+        session = self._detach()
+        if session is None:
+            return True
+        try:
+            finished = session.finish(deadline)
+        finally:
+            self._registry.unfreeze()
+        logger.info("worker threads finished%s", "" if finished else " (timed out)")
+        return finished
+
+    def stop_threads(self) -> None:
+        """Hard stop: stop claiming and return without waiting for handlers.
+
+        Jobs still running stay "running" in the database with a heartbeat that
+        stops; the reaper of any worker process requeues (or fails) them once
+        their heartbeat is older than ``dead_for``. Their handlers see
+        ``current_job_context().cancelled``; their late results are discarded.
+        Outcomes already queued get one attempt to be saved. Harmless when not running.
+        """
+        session = self._detach()
+        if session is None:
+            return
+        try:
+            session.stop()
+        finally:
+            self._registry.unfreeze()
+        logger.info("worker threads stopped")
+
+    def start_polling_available_jobs(self, interval: Duration) -> None:
+        """Also look for jobs every ``interval``, besides job_available wake-ups (for
+        databases where LISTEN cannot work, or as a safety net). Applies at once."""
+        seconds = to_timedelta(interval, "interval").total_seconds()
+        self._set_poll_interval(seconds)
+
+    def stop_polling_available_jobs(self) -> None:
+        """Look for jobs only when woken up (the default)."""
+        self._set_poll_interval(None)
+
+    def do_job(self, job: Job) -> Job:
+        """Run ``job`` once inline through this pool's registry; see :func:`jobworker.do_job`."""
+        return do_job_with(self._registry, job, self.settings.job_timeout, self._report)
+
+    def _set_poll_interval(self, seconds: float | None) -> None:
+        with self._lock:
+            self._poll_interval = seconds
+            session = self._session
+        if session is not None:
+            session.claimer.set_poll_interval(seconds)
+
+    def _detach(self) -> Session | None:
+        with self._lock:
+            session, self._session = self._session, None
+            return session

@@ -1,0 +1,250 @@
+"""One run of a worker pool, from start_threads to finish/stop: its threads and their wiring.
+
+Threads: ``jobworker-<pool>-claimer``, ``-maintenance``, ``-outcomes`` and the
+worker threads ``-worker-<n>``. A new run is built for every start, so threads
+of an earlier run (a stray handler still running) cannot touch the new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from uuid import UUID
+
+from jobqueue import Job
+from jobworker._claimer import Claimer
+from jobworker._completer import OutcomeWriter
+from jobworker._context import use_context
+from jobworker._database import Outcome, OutcomeKind, WorkerDatabase
+from jobworker._errors import ErrorReporter, JobTimeoutError
+from jobworker._execute import call_handler, run_after_hooks, run_before_hooks
+from jobworker._log import job_extra
+from jobworker._maintenance import Maintenance
+from jobworker._outcomes import settle
+from jobworker._registry import Handler, Registry
+from jobworker._settings import WorkerSettings
+from jobworker._slots import Run, RunState, Slots, WorkerHandle
+
+logger = logging.getLogger(__name__)
+
+JOIN_TIMEOUT = 5.0  # how long stopping waits for a service thread
+
+
+class _Worker(WorkerHandle):
+    """A worker thread: takes runs from the slots until retired or the pool closes."""
+
+    def __init__(self, session: Session, name: str) -> None:
+        self._session = session
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        while (run := self._session.slots.take(self)) is not None:
+            self._session.execute(run)
+            if self.retired:
+                return
+
+
+class Session:
+    """The threads and in-flight state of one pool run."""
+
+    def __init__(
+        self,
+        name: str,
+        width: int,
+        database: WorkerDatabase,
+        registry: Registry,
+        handlers: Mapping[str, Handler],
+        settings: WorkerSettings,
+        report: ErrorReporter,
+        poll_interval: float | None,
+    ) -> None:
+        self.name = name
+        self.database = database
+        self.registry = registry
+        self.settings = settings
+        self.report = report
+        self._worker_numbers = itertools.count(1)
+        self._workers: list[_Worker] = []
+        self._workers_lock = threading.Lock()
+        self.slots = Slots(width, self._slot_freed)
+        self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
+        self.claimer = Claimer(
+            database, handlers, self.slots, self._claimed, report, poll_interval, f"{name}-claimer"
+        )
+        self.maintenance = Maintenance(
+            database,
+            settings,
+            self.slots,
+            self.writer.pending_claims,
+            self._timed_out,
+            lambda reaped: self.claimer.wake(None),
+            report,
+            f"{name}-maintenance",
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every thread and subscribe to job_available wake-ups."""
+        self.writer.start()
+        for _ in range(self.slots.width):
+            self._spawn_worker()
+        self.maintenance.start()
+        self.claimer.start()
+        self.database.set_wakeup_callback(self.claimer.wake)
+
+    def finish(self, deadline: float | None) -> bool:
+        """Stop claiming, let in-flight jobs end, save every outcome, stop. False when
+        ``deadline`` (monotonic) passed first; jobs still running are then abandoned."""
+        self._unsubscribe()
+        self.claimer.stop(JOIN_TIMEOUT)
+        self.slots.close()
+        drained = self.slots.wait_drained(deadline)
+        if not drained:
+            for run in self.slots.abandon():
+                logger.warning(
+                    "finish_threads timed out while job %s ran; it stays running until reaped",
+                    run.job.id,
+                    extra=job_extra(run.job, "abandoned"),
+                )
+        saved = self.writer.finish(deadline)
+        self.maintenance.stop(JOIN_TIMEOUT)
+        self._join_workers(deadline)
+        return drained and saved
+
+    def stop(self) -> None:
+        """Hard stop: stop claiming, disown running jobs, try one last write, return."""
+        self._unsubscribe()
+        self.claimer.stop(JOIN_TIMEOUT)
+        for run in self.slots.abandon():
+            logger.warning(
+                "stop_threads: job %s left running; it is requeued once its heartbeat is stale",
+                run.job.id,
+                extra=job_extra(run.job, "abandoned"),
+            )
+        self.maintenance.stop(JOIN_TIMEOUT)
+        self.writer.stop(JOIN_TIMEOUT)
+
+    def _unsubscribe(self) -> None:
+        try:
+            self.database.set_wakeup_callback(None)
+        except Exception as exc:
+            self.report(exc, "unsubscribing from job_available wake-ups")
+
+    def _spawn_worker(self) -> None:
+        worker = _Worker(self, f"{self.name}-worker-{next(self._worker_numbers)}")
+        with self._workers_lock:
+            self._workers = [w for w in self._workers if w.thread.is_alive()]
+            self._workers.append(worker)
+        worker.thread.start()
+
+    def _join_workers(self, deadline: float | None) -> None:
+        with self._workers_lock:
+            workers = [w for w in self._workers if not w.retired]
+        for worker in workers:
+            remaining = JOIN_TIMEOUT if deadline is None else max(0.0, deadline - time.monotonic())
+            worker.thread.join(min(remaining, JOIN_TIMEOUT))
+
+    # -- callbacks from the threads ---------------------------------------------------------
+
+    def _claimed(self, jobs: list[Job]) -> None:
+        runs = []
+        for job in jobs:
+            handler = self.registry.handler(job.type)
+            if handler is None:  # the database returned a type we did not ask for
+                logger.error("claimed job %s of unregistered type", job.id, extra=job_extra(job, "claim"))
+                continue
+            runs.append(Run(job, handler, handler.timeout or self.settings.job_timeout, self.database))
+        if not self.slots.add(runs):
+            for run in runs:
+                logger.warning(
+                    "job %s was claimed as the pool stopped; the reaper will requeue it",
+                    run.job.id,
+                    extra=job_extra(run.job, "abandoned"),
+                )
+
+    def _slot_freed(self, job_type: str) -> None:
+        self.claimer.slot_freed(job_type)
+
+    def execute(self, run: Run) -> None:
+        """Run one attempt on the calling worker thread and hand its outcome to the writer."""
+        job = run.job
+        logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
+        with use_context(run.context):
+            run_before_hooks(self.registry, job, self.report)
+            result_json, error = call_handler(run.handler, job)
+        if not self.slots.handler_returned(run):
+            logger.warning(
+                "discarding the late %s of job %s: the attempt already ended (%s)",
+                "result" if error is None else "error",
+                job.id,
+                run.state.value,
+                extra=job_extra(job, "discarded"),
+            )
+            if run.state is RunState.TIMED_OUT:
+                run_after_hooks(self.registry, job, JobTimeoutError(_timeout_message(run)), self.report)
+            return
+        run_after_hooks(self.registry, job, error, self.report)
+        try:
+            self._submit(run, settle(job, result_json, error, self.registry.retry_scheduler(job.type)), error)
+        except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
+            self.report(exc, f"recording the outcome of job {job.id}")
+        finally:
+            self.slots.release(run)
+
+    def _timed_out(self, run: Run) -> None:
+        """Maintenance found ``run`` past its deadline: end the attempt, replace its thread."""
+        error = JobTimeoutError(_timeout_message(run))
+        logger.warning("%s", error, extra=job_extra(run.job, "timeout"))
+        try:
+            outcome = settle(run.job, None, error, self.registry.retry_scheduler(run.job.type))
+            self._submit(run, outcome, error)
+        finally:
+            if not self.slots.closing:
+                self._spawn_worker()
+
+    def _submit(self, run: Run, outcome: Outcome, error: BaseException | None) -> None:
+        job = run.job
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))
+        elif outcome.kind is OutcomeKind.RETRY:
+            assert outcome.retry_delay is not None
+            logger.info(
+                "job %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                job.id,
+                job.attempt,
+                job.max_retry_count + 1,
+                outcome.retry_delay.total_seconds(),
+                outcome.error_msg,
+                extra=job_extra(job, "retry"),
+            )
+        else:
+            logger.warning(
+                "job %s failed for good (attempt %d): %s",
+                job.id,
+                job.attempt,
+                outcome.error_msg,
+                exc_info=error if error is not None and not isinstance(error, JobTimeoutError) else None,
+                extra=job_extra(job, "failed"),
+            )
+        self.writer.submit(outcome, job)
+
+    def _saved(self, saved: list[tuple[Outcome, Job]], applied: set[UUID]) -> None:
+        for outcome, job in saved:
+            if outcome.job_id not in applied:
+                logger.warning(
+                    "outcome of job %s not saved: its claim was taken over (reclaimed or reset)",
+                    outcome.job_id,
+                    extra=job_extra(job, "not-saved"),
+                )
+                continue
+            logger.debug("outcome of job %s saved", job.id, extra=job_extra(job, "saved"))
+            if outcome.kind is OutcomeKind.RETRY and outcome.retry_delay is not None:
+                self.claimer.job_due_in(outcome.retry_delay.total_seconds())
+
+
+def _timeout_message(run: Run) -> str:
+    return f"job {run.job.id} of type {run.job.type!r} ran longer than its timeout of {run.timeout}"

@@ -1,0 +1,87 @@
+"""Worker settings: durations with their defaults as named constants."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+#: A duration: a timedelta or a number of seconds.
+Duration = timedelta | float | int
+
+DEFAULT_JOB_TIMEOUT = timedelta(minutes=15)
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
+DEFAULT_DEAD_FOR = timedelta(seconds=60)
+#: ``dead_for`` must be at least this many heartbeat intervals.
+DEAD_FOR_HEARTBEATS = 3
+
+
+def to_timedelta(value: Duration, what: str, *, allow_zero: bool = False) -> timedelta:
+    """Convert a duration to a timedelta; ValueError for anything but a finite positive one
+    (or zero when ``allow_zero``)."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a timedelta or a number of seconds, got {type(value).__name__}")
+    elif not math.isfinite(value):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    else:
+        result = timedelta(seconds=value)
+    if result < timedelta(0) or (result == timedelta(0) and not allow_zero):
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The settings of a :class:`WorkerPool`, immutable; build new ones with :meth:`replace`.
+
+    ``reaper_interval`` None means "the heartbeat interval". Raises ValueError when
+    ``dead_for`` is shorter than three heartbeat intervals (a live worker would look dead).
+    """
+
+    job_timeout: timedelta = DEFAULT_JOB_TIMEOUT
+    heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
+    dead_for: timedelta = DEFAULT_DEAD_FOR
+    reaper_interval: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        to_timedelta(self.job_timeout, "job_timeout")
+        to_timedelta(self.heartbeat_interval, "heartbeat_interval")
+        to_timedelta(self.dead_for, "dead_for")
+        if self.reaper_interval is not None:
+            to_timedelta(self.reaper_interval, "reaper_interval")
+        if self.dead_for < DEAD_FOR_HEARTBEATS * self.heartbeat_interval:
+            raise ValueError(
+                f"dead_for ({self.dead_for}) must be at least {DEAD_FOR_HEARTBEATS} x heartbeat_interval "
+                f"({self.heartbeat_interval}), or live workers would be taken for dead"
+            )
+
+    @property
+    def effective_reaper_interval(self) -> timedelta:
+        """How often dead jobs are reaped: ``reaper_interval``, else the heartbeat interval."""
+        return self.reaper_interval if self.reaper_interval is not None else self.heartbeat_interval
+
+    def replace(
+        self,
+        *,
+        job_timeout: Duration | None = None,
+        heartbeat_interval: Duration | None = None,
+        dead_for: Duration | None = None,
+        reaper_interval: Duration | None = None,
+    ) -> WorkerSettings:
+        """New settings with the given durations changed (None keeps the current value)."""
+        return WorkerSettings(
+            job_timeout=self.job_timeout if job_timeout is None else to_timedelta(job_timeout, "job_timeout"),
+            heartbeat_interval=(
+                self.heartbeat_interval
+                if heartbeat_interval is None
+                else to_timedelta(heartbeat_interval, "heartbeat_interval")
+            ),
+            dead_for=self.dead_for if dead_for is None else to_timedelta(dead_for, "dead_for"),
+            reaper_interval=(
+                self.reaper_interval
+                if reaper_interval is None
+                else to_timedelta(reaper_interval, "reaper_interval")
+            ),
+        )

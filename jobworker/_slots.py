@@ -1,0 +1,225 @@
+"""The in-flight jobs of a running pool, under one lock: claimed, running, finishing.
+
+A pool of width N holds at most N non-timed-out jobs. A job that overruns its
+deadline leaves its slot at once (its thread is retired and replaced), so the
+next claim can use the slot while the stray handler keeps running.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from jobqueue import Job
+from jobworker._context import JobContext
+from jobworker._database import WorkerDatabase
+from jobworker._registry import Handler
+
+_WAIT_SLICE = 1.0  # longest single wait; loops re-check their condition after it
+
+
+class RunState(enum.Enum):
+    """Where a claimed job is in this pool."""
+
+    PENDING = "pending"  # claimed, waiting for a thread
+    RUNNING = "running"  # its handler runs; the deadline applies
+    FINISHING = "finishing"  # the handler returned in time; the outcome is being written
+    DONE = "done"
+    TIMED_OUT = "timed_out"  # the deadline passed; a late result is discarded
+    ABANDONED = "abandoned"  # the pool stopped hard; a late result is discarded
+
+
+class WorkerHandle:
+    """What the slots know of a worker thread: whether it was retired (its run timed out)."""
+
+    retired = False
+
+
+class Run:
+    """One claimed job in this pool."""
+
+    __slots__ = ("context", "deadline", "handler", "job", "state", "thread", "timeout")
+
+    def __init__(
+        self, job: Job, handler: Handler, timeout: timedelta, database: WorkerDatabase | None
+    ) -> None:
+        self.job = job
+        self.handler = handler
+        self.timeout = timeout
+        self.state = RunState.PENDING
+        self.deadline = 0.0  # time.monotonic() deadline, set when the handler starts
+        self.thread: WorkerHandle | None = None
+        self.context = JobContext(job, datetime.now(UTC) + timeout, database)
+
+
+class Slots:
+    """The pool's in-flight runs. Thread-safe; the lock is held only while state changes.
+
+    ``on_free(job_type)`` is called, outside the lock, whenever a slot frees.
+    """
+
+    def __init__(self, width: int, on_free: Callable[[str], None]) -> None:
+        self.width = width
+        self._on_free = on_free
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # worker threads wait for pending runs
+        self._changed = threading.Condition(self._lock)  # deadlines or occupancy changed
+        self._pending: deque[Run] = deque()
+        self._active: dict[UUID, Run] = {}
+        self._per_type: Counter[str] = Counter()
+        self._closed = False  # take no more runs; threads exit once pending is empty
+        self._hard = False  # threads exit at once
+
+    @property
+    def closing(self) -> bool:
+        """True once the pool stopped taking work."""
+        with self._lock:
+            return self._closed
+
+    def idle(self) -> int:
+        """Free slots."""
+        with self._lock:
+            return self.width - len(self._pending) - len(self._active)
+
+    def busy_by_type(self) -> dict[str, int]:
+        """In-flight runs per job type."""
+        with self._lock:
+            return +self._per_type
+
+    def add(self, runs: list[Run]) -> bool:
+        """Queue claimed runs for the worker threads; False (and nothing queued) once closed:
+        those jobs stay claimed until the reaper requeues them."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._pending.extend(runs)
+            for run in runs:
+                self._per_type[run.job.type] += 1
+            self._work.notify(len(runs))
+            return True
+
+    def take(self, thread: WorkerHandle) -> Run | None:
+        """The next pending run for ``thread`` (now RUNNING, its deadline set), or None when
+        the thread should exit: retired, or the pool is closing and nothing is pending."""
+        with self._lock:
+            while True:
+                if thread.retired or self._hard:
+                    return None
+                if self._pending:
+                    run = self._pending.popleft()
+                    run.state = RunState.RUNNING
+                    run.thread = thread
+                    run.deadline = time.monotonic() + run.timeout.total_seconds()
+                    run.context.deadline = datetime.now(UTC) + run.timeout
+                    self._active[run.job.id] = run
+                    self._changed.notify_all()
+                    return run
+                if self._closed:
+                    return None
+                self._work.wait(_WAIT_SLICE)
+
+    def handler_returned(self, run: Run) -> bool:
+        """The handler of ``run`` returned: True if its result counts (it was in time)."""
+        with self._lock:
+            if run.state is RunState.RUNNING:
+                run.state = RunState.FINISHING
+                return True
+            return False
+
+    def release(self, run: Run) -> None:
+        """``run``'s outcome is handed on: free its slot."""
+        with self._lock:
+            if run.state is not RunState.FINISHING:
+                return
+            run.state = RunState.DONE
+            self._forget(run)
+        self._on_free(run.job.type)
+
+    def expire(self) -> list[Run]:
+        """Mark runs past their deadline TIMED_OUT, retire their threads, free their slots."""
+        now = time.monotonic()
+        with self._lock:
+            expired = [r for r in self._active.values() if r.state is RunState.RUNNING and r.deadline <= now]
+            for run in expired:
+                run.state = RunState.TIMED_OUT
+                if run.thread is not None:
+                    run.thread.retired = True
+                self._forget(run)
+        for run in expired:
+            run.context.cancel()
+            self._on_free(run.job.type)
+        return expired
+
+    def _forget(self, run: Run) -> None:
+        del self._active[run.job.id]
+        self._per_type[run.job.type] -= 1
+        self._changed.notify_all()
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline (monotonic) of a running handler."""
+        with self._lock:
+            deadlines = [r.deadline for r in self._active.values() if r.state is RunState.RUNNING]
+        return min(deadlines, default=None)
+
+    def claims(self) -> list[tuple[UUID, UUID]]:
+        """``(job_id, claim_token)`` of every in-flight run, for the heartbeat."""
+        with self._lock:
+            runs = [*self._pending, *self._active.values()]
+        return [(r.job.id, r.job.claim_token) for r in runs if r.job.claim_token is not None]
+
+    def cancel(self, job_ids: set[UUID]) -> list[Run]:
+        """Cancel the contexts of these in-flight runs (their claim was lost)."""
+        with self._lock:
+            runs = [r for r in [*self._pending, *self._active.values()] if r.job.id in job_ids]
+        for run in runs:
+            run.context.cancel()
+        return runs
+
+    def close(self) -> None:
+        """Accept no more work; threads run what is pending, then exit."""
+        with self._lock:
+            self._closed = True
+            self._work.notify_all()
+            self._changed.notify_all()
+
+    def abandon(self) -> list[Run]:
+        """Hard stop: drop pending runs, disown running ones (their late results are
+        discarded) and cancel their contexts. Returns the runs dropped or disowned."""
+        with self._lock:
+            self._closed = self._hard = True
+            runs = [*self._pending, *self._active.values()]
+            for run in runs:
+                run.state = RunState.ABANDONED
+            self._pending.clear()
+            self._active.clear()
+            self._per_type.clear()
+            self._work.notify_all()
+            self._changed.notify_all()
+        for run in runs:
+            run.context.cancel()
+        return runs
+
+    def wait_drained(self, deadline: float | None) -> bool:
+        """Wait until nothing is pending or active (True), or until ``deadline`` (False)."""
+        with self._lock:
+            while self._pending or self._active:
+                remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, _WAIT_SLICE))
+            return True
+
+    def wait_changed(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` or until a run starts, ends or the pool closes."""
+        with self._lock:
+            self._changed.wait(max(0.0, min(timeout, _WAIT_SLICE)))
+
+    def poke(self) -> None:
+        """Wake whoever waits in :meth:`wait_changed`."""
+        with self._lock:
+            self._changed.notify_all()

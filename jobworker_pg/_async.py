@@ -1,0 +1,176 @@
+"""The awaitable adds and reads of :class:`PostgresService`, for asyncio producers (FastAPI ...).
+
+With ``conn=`` (a psycopg ``AsyncConnection``, a SQLAlchemy ``AsyncConnection``
+or ``AsyncSession`` on ``postgresql+psycopg``) the statements run on that
+connection, on the caller's event loop, inside its open transaction: the job
+is visible to workers, and notifies them, only when that transaction commits.
+
+Without ``conn=`` the call runs the sync method on a thread
+(``asyncio.to_thread``) with the service's one connection pool. That keeps the
+event loop free without a second, loop-bound pool: one pool sizes every
+caller, sync or async; nothing breaks when the loop changes (each
+``asyncio.run``, each ``async_to_sync`` call of Django's asgiref gets a new
+loop, and an ``AsyncConnectionPool`` belongs to the loop that opened it); and
+the service needs no ``aclose()``. The thread hop costs microseconds against a
+database round trip. ``to_thread`` copies the context, so
+:func:`jobqueue.use_service` and the test modes hold in the thread too.
+
+Validation (InvalidJobError) and test modes happen exactly as in the sync
+methods, before any SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import psycopg
+
+from jobqueue import InvalidJobError, Job, JobBundle, JobNotFoundError
+from jobworker_pg import _testmodes as testmodes
+from jobworker_pg._errors import translate_errors
+from jobworker_pg._inserts import (
+    bundle_params,
+    checked_bundle,
+    checked_jobs,
+    job_params,
+    jobs_params,
+    must_open_transaction,
+)
+from jobworker_pg._queries import q
+from jobworker_pg._rows import job_from_row
+
+if TYPE_CHECKING:
+    from jobworker_pg._service import PostgresService
+
+
+def _sqlalchemy_async_types() -> tuple[type[Any], type[Any]] | None:
+    """SQLAlchemy's (AsyncSession, AsyncConnection), or None when its asyncio extension
+    cannot load (it needs greenlet: ``pip install 'SQLAlchemy[asyncio]'``)."""
+    try:
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    except ImportError:
+        return None
+    return AsyncSession, AsyncConnection
+
+
+async def async_connection_of(conn: Any) -> psycopg.AsyncConnection[Any]:
+    """The psycopg 3 ``AsyncConnection`` behind ``conn``, whose open transaction an insert joins.
+
+    Accepts a psycopg ``AsyncConnection``, a SQLAlchemy ``AsyncConnection`` or
+    ``AsyncSession`` (on ``postgresql+psycopg``); a session that has not begun a
+    transaction begins one, as any statement would. Anything else is an
+    InvalidJobError that says what to pass.
+    """
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    sa_types = _sqlalchemy_async_types()
+    if sa_types is not None:
+        session_type, connection_type = sa_types
+        if isinstance(conn, session_type):
+            conn = await conn.connection()
+        if isinstance(conn, connection_type):
+            if not conn.in_transaction():
+                await conn.begin()  # as a statement would: then conn.commit() covers the insert
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            if isinstance(driver, psycopg.AsyncConnection):
+                return driver
+            raise InvalidJobError(
+                "conn= is a SQLAlchemy async connection on another driver "
+                f"({type(driver).__module__}.{type(driver).__name__}); "
+                "use the psycopg 3 dialect: create_async_engine('postgresql+psycopg://...')"
+            )
+    hint = ""
+    if isinstance(conn, psycopg.Connection) or type(conn).__module__.startswith("sqlalchemy"):
+        hint = " (a synchronous connection or session goes to the sync add functions)"
+    raise InvalidJobError(
+        "conn= of an async add must be a psycopg AsyncConnection or a SQLAlchemy AsyncConnection "
+        f"or AsyncSession, got {type(conn).__module__}.{type(conn).__name__}{hint}"
+    )
+
+
+async def _apply_modes(jobs: list[Job]) -> list[Job]:
+    """The test modes on a thread (synchronous mode runs handlers, which may block)."""
+    if not testmodes.active():
+        return jobs
+    return await asyncio.to_thread(testmodes.handle_jobs, jobs)
+
+
+async def add_job(service: PostgresService, job: Job, conn: Any) -> Job:
+    """See :meth:`PostgresService.add_job_async`."""
+    if conn is None:
+        return await asyncio.to_thread(service.add_job, job)
+    params = job_params(job)
+    if not await _apply_modes([job]):
+        return job
+    raw = await async_connection_of(conn)
+    service._check_open("add_job_async")
+    with translate_errors("add_job_async"):
+        cursor = await raw.execute(q("insert_job"), params)
+        row = await cursor.fetchone()
+    assert row is not None
+    job.created_at, job.updated_at = row
+    return job
+
+
+async def add_jobs(service: PostgresService, jobs: Any, conn: Any) -> list[Job]:
+    """See :meth:`PostgresService.add_jobs_async`."""
+    if conn is None:
+        return await asyncio.to_thread(service.add_jobs, jobs)
+    checked = checked_jobs(jobs)
+    to_store = await _apply_modes(checked)
+    if to_store:
+        await _insert_jobs(service, "add_jobs_async", to_store, conn)
+    return checked
+
+
+async def add_job_bundle(service: PostgresService, bundle: JobBundle, conn: Any) -> JobBundle:
+    """See :meth:`PostgresService.add_job_bundle_async`."""
+    if conn is None:
+        return await asyncio.to_thread(service.add_job_bundle, bundle)
+    jobs = checked_bundle(bundle)
+    if testmodes.active() and await asyncio.to_thread(testmodes.handle_bundle, bundle):
+        return bundle
+    await _insert_jobs(service, "add_job_bundle_async", jobs, conn, bundle)
+    return bundle
+
+
+async def _insert_jobs(
+    service: PostgresService, action: str, jobs: list[Job], conn: Any, bundle: JobBundle | None = None
+) -> None:
+    params = jobs_params(jobs)
+    raw = await async_connection_of(conn)
+    service._check_open(action)
+    with translate_errors(action):
+        if must_open_transaction(raw.autocommit, raw.info.transaction_status):
+            await raw.execute(q("open_transaction"))
+        async with raw.transaction():  # a savepoint inside the caller's transaction: all or none
+            if bundle is not None:
+                cursor = await raw.execute(q("insert_bundle"), bundle_params(bundle))
+                brow = await cursor.fetchone()
+                assert brow is not None
+                bundle.created_at, bundle.updated_at = brow
+            cursor = await raw.execute(q("insert_jobs"), params)
+            row = await cursor.fetchone()
+    assert row is not None
+    for j in jobs:
+        j.created_at = j.updated_at = row[0]
+
+
+async def get_job(service: PostgresService, job_id: UUID, conn: Any) -> Job:
+    """See :meth:`PostgresService.get_job_async`."""
+    if conn is None:
+        return await asyncio.to_thread(service.get_job, job_id)
+    from jobworker_pg._service import _check_uuid
+
+    job_id = _check_uuid(job_id)
+    raw = await async_connection_of(conn)
+    service._check_open("get_job_async")
+    with translate_errors("get_job_async"):
+        cursor = await raw.execute(q("get_job"), {"id": job_id})
+        row = await cursor.fetchone()
+    if row is None:
+        raise JobNotFoundError("job", job_id)
+    return job_from_row(row)

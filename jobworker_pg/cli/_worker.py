@@ -1,0 +1,262 @@
+"""``jobqueue worker MODULE[:ATTR]``: run the job handlers a module registers.
+
+SIGTERM or SIGINT finishes gracefully: no new claims, in-flight jobs run to
+the end (up to ``--shutdown-timeout``) and their outcomes are saved; a second
+signal exits at once (jobs still running are retried after ``dead_for``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from types import FrameType
+
+import click
+
+import jobworker
+from jobworker import Registry, WorkerPool
+from jobworker_pg._init import init_job_queue
+from jobworker_pg.cli._context import State, pass_state
+from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO
+from jobworker_pg.cli._progress import Counters, QueueDepth, Reporter, summary
+
+#: How often the main thread looks at signals and refreshes a live line.
+_TICK = 0.1
+#: How often the live line asks the database for the queue depth.
+_DEPTH_EVERY = 2.0
+
+
+def load_registry(spec: str) -> Registry:
+    """Import MODULE (which registers handlers) and return the registry named by ATTR,
+    else jobworker's default registry. The current directory is importable, as with
+    ``python -m``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise click.BadParameter(f"{spec!r}: expected MODULE or MODULE:ATTR", param_hint="MODULE[:ATTR]")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise click.ClickException(
+                f"cannot import {module_name!r}: {exc}; run the command from the directory that "
+                "contains it, or add that directory to PYTHONPATH"
+            ) from None
+        traceback.print_exc()
+        raise click.ClickException(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        traceback.print_exc()
+        raise click.ClickException(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    if not attr:
+        return jobworker.default_registry()
+    value: object = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise click.ClickException(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(value, Registry):
+        raise click.ClickException(
+            f"{spec} is a {type(value).__module__}.{type(value).__qualname__}, not a jobworker.Registry"
+        )
+    return value
+
+
+def select_job_types(registry: Registry, job_types: tuple[str, ...], spec: str) -> list[str]:
+    """Unregister every type but ``job_types`` (all when empty); the types served, sorted."""
+    registered = registry.registered_job_types()
+    if not registered:
+        raise click.ClickException(
+            f"{spec} registered no job types: register handlers at import (@jobworker.job(...), "
+            "jobworker.register(...)), or pass MODULE:ATTR naming a jobworker.Registry"
+        )
+    if not job_types:
+        return registered
+    unknown = sorted(set(job_types) - set(registered))
+    if unknown:
+        raise click.ClickException(
+            f"job type(s) {', '.join(unknown)} not registered by {spec}; registered: {', '.join(registered)}"
+        )
+    registry.unregister(*(t for t in registered if t not in job_types))
+    return registry.registered_job_types()
+
+
+class _Signals:
+    """Records SIGTERM / SIGINT; the handler only appends (safe in any state of the main thread)."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+@click.command()
+@click.argument("app", metavar="MODULE[:ATTR]")
+@click.option(
+    "--threads", "-n", type=click.IntRange(min=1), default=4, show_default=True, help="Worker threads."
+)
+@click.option(
+    "--job-type",
+    "job_types",
+    multiple=True,
+    metavar="TYPE",
+    help="Serve only this job type (repeatable; default: every registered type).",
+)
+@click.option(
+    "--poll-interval",
+    type=DURATION_OR_ZERO,
+    default="5s",
+    show_default=True,
+    metavar="DURATION",
+    help="Also look for jobs this often, besides LISTEN/NOTIFY wake-ups (0: only wake-ups).",
+)
+@click.option("--job-timeout", type=DURATION, metavar="DURATION", help="Default handler timeout [15m].")
+@click.option(
+    "--heartbeat", type=DURATION, metavar="DURATION", help="Heartbeat interval of running jobs [10s]."
+)
+@click.option(
+    "--dead-for",
+    type=DURATION,
+    metavar="DURATION",
+    help="A running job whose heartbeat is older than this is retried; at least 3 x heartbeat [60s].",
+)
+@click.option(
+    "--reaper-interval",
+    type=DURATION,
+    metavar="DURATION",
+    help="How often to look for such jobs [heartbeat].",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=DURATION_OR_ZERO,
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="On SIGTERM/SIGINT, wait this long for running jobs to finish.",
+)
+@click.option(
+    "--stats-interval",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    metavar="DURATION",
+    help="How often to print a summary line when stderr is not a terminal.",
+)
+@pass_state
+def worker(
+    state: State,
+    app: str,
+    threads: int,
+    job_types: tuple[str, ...],
+    poll_interval: timedelta,
+    job_timeout: timedelta | None,
+    heartbeat: timedelta | None,
+    dead_for: timedelta | None,
+    reaper_interval: timedelta | None,
+    shutdown_timeout: timedelta,
+    stats_interval: timedelta,
+) -> None:
+    """Run the job handlers that MODULE registers when imported.
+
+    MODULE is imported (from the current directory too); its handlers are those
+    registered with @jobworker.job / jobworker.register, or those of the
+    jobworker.Registry named by ATTR (e.g. myapp.jobs:registry).
+
+    SIGTERM or Ctrl-C stops taking jobs and waits up to --shutdown-timeout for
+    running ones, then exits 0; a second signal exits at once.
+    """
+    target = state.target()
+    state.connect().close()  # a quick, clear error if the database is unreachable
+    registry = load_registry(app)
+    served = select_job_types(registry, job_types, app)
+    pool = (
+        jobworker.default_pool()
+        if registry is jobworker.default_registry()
+        else WorkerPool(registry=registry)
+    )
+    try:
+        pool.configure(
+            job_timeout=job_timeout,
+            heartbeat_interval=heartbeat,
+            dead_for=dead_for,
+            reaper_interval=reaper_interval,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    counters = Counters()
+    registry.add_after_job_hook(counters.after_job)
+    reporter = Reporter(stats_interval.total_seconds())
+    reporter.route_logging()
+    signals = _Signals()
+    signals.install()
+
+    service = init_job_queue(target.url)
+    depth = QueueDepth(target, _DEPTH_EVERY if reporter.live else stats_interval.total_seconds() / 2)
+    try:
+        pool.set_database(service)
+        if poll_interval > timedelta(0):
+            pool.start_polling_available_jobs(poll_interval)
+        pool.start_threads(threads)
+        reporter.message(
+            f"jobqueue worker (pid {os.getpid()}): {threads} threads on {target.masked}, "
+            f"job types: {', '.join(served)}"
+        )
+        while not signals.received:
+            reporter.show(summary(counters, depth.get()))
+            time.sleep(_TICK)
+        finished = _finish(pool, signals, shutdown_timeout, reporter, counters)
+    finally:
+        depth.close()
+        service.close()
+    reporter.show(summary(counters, None), force=True)
+    reporter.finish()
+    if not finished:
+        raise click.ClickException(
+            f"running jobs did not finish within {shutdown_timeout.total_seconds():g} s; "
+            "they will be retried once their heartbeat is older than dead_for"
+        )
+    click.echo("worker stopped cleanly", err=True)
+
+
+def _finish(
+    pool: WorkerPool, signals: _Signals, timeout: timedelta, reporter: Reporter, counters: Counters
+) -> bool:
+    """Finish the pool on a helper thread, so that a second signal can still end the process."""
+    name = signal.Signals(signals.received[0]).name
+    reporter.message(
+        f"{name}: finishing running jobs (up to {timeout.total_seconds():g} s); send it again to stop at once"
+    )
+    result: list[bool] = []
+    finisher = threading.Thread(
+        target=lambda: result.append(pool.finish_threads(timeout)), name="jobqueue-finish", daemon=True
+    )
+    finisher.start()
+    handled = len(signals.received)
+    while finisher.is_alive():
+        finisher.join(_TICK)
+        reporter.show(summary(counters, None))
+        if len(signals.received) > handled:
+            reporter.show(summary(counters, None), force=True)
+            reporter.finish()
+            click.echo("second signal: exiting now; running jobs will be retried after dead_for", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signals.received[-1])
+    return bool(result and result[0])

@@ -1,0 +1,193 @@
+-- Frozen copy of schema/worker.sql for revision jobqueue_0001 (pg-jobqueue 0.1.0).
+-- Never edit: change schema/worker.sql and add a revision (see migrations/README.md).
+
+-- pg-jobqueue: the `worker` schema, compatible with go-jobqueue.
+--
+-- This file is the source of truth; the alembic migrations in migrations/ execute it.
+-- It is idempotent: running it again on an installed database changes nothing.
+-- Works on PostgreSQL 13 and newer (gen_random_uuid() is built in from 13).
+--
+-- Additions to go-jobqueue's columns are all nullable or defaulted, so a
+-- go-jobqueue process keeps working against the same tables.
+
+create schema if not exists worker;
+
+create table if not exists worker.job_bundle (
+    id               uuid primary key,
+    type             text not null check (length(type) between 1 and 100),
+    origin           text not null check (length(origin) between 1 and 100),
+    num_jobs         integer not null check (num_jobs > 0),
+    num_jobs_stopped integer not null default 0 check (num_jobs_stopped between 0 and num_jobs),
+    updated_at       timestamptz not null default now(),
+    created_at       timestamptz not null default now()
+);
+
+create table if not exists worker.job (
+    id                  uuid primary key,
+    bundle_id           uuid references worker.job_bundle (id) on delete cascade,
+    type                text not null check (length(type) between 1 and 100),
+    payload             jsonb not null,
+    priority            bigint not null default 0,
+    origin              text not null check (length(origin) between 1 and 100),
+    max_retry_count     integer not null default 0 check (max_retry_count >= 0),
+    current_retry_count integer not null default 0
+                        check (current_retry_count between 0 and max_retry_count),
+    start_at            timestamptz,
+    started_at          timestamptz,
+    worker_alive_at     timestamptz,
+    stopped_at          timestamptz,
+    error_msg           text,
+    error_data          jsonb,
+    result              jsonb,
+    updated_at          timestamptz not null default now(),
+    created_at          timestamptz not null default now(),
+    -- pg-jobqueue additions --------------------------------------------------
+    -- Attempts claimed so far: counted at claim, so a job that kills its worker still ends.
+    attempt             integer not null default 0 check (attempt >= 0),
+    -- Fresh at every claim; outcome and heartbeat writes apply only while it is unchanged.
+    claim_token         uuid,
+    -- History of failed attempts: [{"attempt", "at", "message", "type"}, ...].
+    errors              jsonb not null default '[]',
+    cancelled_at        timestamptz
+);
+
+-- The claim query's index: only jobs waiting to run, in the order they are taken.
+create index if not exists job_available_idx
+    on worker.job (priority desc, created_at, id)
+    where started_at is null and stopped_at is null;
+-- The reaper's index: running jobs by heartbeat.
+create index if not exists job_running_idx
+    on worker.job (worker_alive_at)
+    where started_at is not null and stopped_at is null;
+-- When the next scheduled job is due, for idle workers to sleep exactly that long.
+create index if not exists job_scheduled_idx
+    on worker.job (start_at)
+    where started_at is null and stopped_at is null and start_at is not null;
+create index if not exists job_bundle_id_idx on worker.job (bundle_id) where bundle_id is not null;
+create index if not exists job_stopped_at_idx on worker.job (stopped_at) where stopped_at is not null;
+
+-- Bundle types that have a durable completion handler (jobworker.register_bundle_handler):
+-- when such a bundle stops, the same transaction enqueues its completion job.
+create table if not exists worker.bundle_handler (
+    bundle_type   text primary key check (length(bundle_type) between 1 and 84),
+    registered_at timestamptz not null default now()
+);
+
+-- Notifications and bundle counters -------------------------------------------
+-- Payloads are go-jobqueue's: {"id", "type", "origin"} (+ "willRetry" on job_stopped).
+-- pg_notify delivers on commit only, so a rolled back change never notifies.
+--
+-- Inserts use a statement-level trigger: a 10,000-row insert sends one
+-- job_available notification per job type, not one per row. Updates and
+-- deletes use row-level triggers whose WHEN clause is checked without calling
+-- any function, so the hot writes (claims, heartbeats) pay nothing for them.
+
+create or replace function worker.notify_job_available_inserted() returns trigger
+language plpgsql as $$
+begin
+    perform pg_notify('job_available',
+                      json_build_object('id', j.id, 'type', j.type, 'origin', j.origin)::text)
+    from (select distinct on (type) id, type, origin
+          from new_jobs
+          where started_at is null and stopped_at is null
+          order by type, priority desc, created_at, id) as j;
+    return null;
+end
+$$;
+
+create or replace function worker.on_job_changed_state() returns trigger
+language plpgsql as $$
+begin
+    if new.started_at is null and new.stopped_at is null then
+        -- Available again: a retry, a reset or a reaped job.
+        perform pg_notify('job_available',
+                          json_build_object('id', new.id, 'type', new.type, 'origin', new.origin)::text);
+    end if;
+    if (old.stopped_at is null and new.stopped_at is not null)
+       or (old.started_at is not null and new.started_at is null and new.stopped_at is null
+           and new.current_retry_count > old.current_retry_count) then
+        -- The end of an attempt: stopped for good, or scheduled for a retry.
+        perform pg_notify('job_stopped',
+                          json_build_object('id', new.id, 'type', new.type, 'origin', new.origin,
+                                            'willRetry', new.stopped_at is null)::text);
+    end if;
+    if new.bundle_id is not null and (old.stopped_at is null) <> (new.stopped_at is null) then
+        -- A bundle counts its stopped jobs; a job reset after stopping counts down again.
+        update worker.job_bundle
+        set num_jobs_stopped = num_jobs_stopped
+                               + case when new.stopped_at is null then -1 else 1 end,
+            updated_at = now()
+        where id = new.bundle_id;
+    end if;
+    return null;
+end
+$$;
+
+create or replace function worker.on_unstopped_job_deleted() returns trigger
+language plpgsql as $$
+begin
+    -- A deleted job that had not stopped would keep its bundle open forever: count it
+    -- stopped. (When the bundle itself is being deleted, the update finds no row.)
+    update worker.job_bundle
+    set num_jobs_stopped = num_jobs_stopped + 1, updated_at = now()
+    where id = old.bundle_id;
+    return null;
+end
+$$;
+
+create or replace function worker.on_job_bundle_stopped() returns trigger
+language plpgsql as $$
+begin
+    -- The durable completion job, for bundle types that have a handler.
+    insert into worker.job (id, type, payload, priority, origin, max_retry_count)
+    select gen_random_uuid(), 'jobqueue.bundle:' || new.type,
+           json_build_object('bundle_id', new.id, 'bundle_type', new.type)::jsonb,
+           0, new.origin, 3
+    from worker.bundle_handler h
+    where h.bundle_type = new.type;
+
+    perform pg_notify('job_bundle_stopped',
+                      json_build_object('id', new.id, 'type', new.type, 'origin', new.origin)::text);
+    return null;
+end
+$$;
+
+-- "create or replace trigger" needs PostgreSQL 14; create each trigger only when missing
+-- so that re-running this file takes no lock on the tables.
+do $$
+begin
+    if not exists (select from pg_trigger
+                   where tgname = 'job_inserted' and tgrelid = 'worker.job'::regclass) then
+        create trigger job_inserted
+            after insert on worker.job
+            referencing new table as new_jobs
+            for each statement execute function worker.notify_job_available_inserted();
+    end if;
+    if not exists (select from pg_trigger
+                   where tgname = 'job_changed_state' and tgrelid = 'worker.job'::regclass) then
+        create trigger job_changed_state
+            after update on worker.job
+            for each row
+            when ((old.stopped_at is null) <> (new.stopped_at is null)
+                  or (new.started_at is null and new.stopped_at is null
+                      and (old.started_at is not null or old.stopped_at is not null)))
+            execute function worker.on_job_changed_state();
+    end if;
+    if not exists (select from pg_trigger
+                   where tgname = 'unstopped_job_deleted' and tgrelid = 'worker.job'::regclass) then
+        create trigger unstopped_job_deleted
+            after delete on worker.job
+            for each row
+            when (old.bundle_id is not null and old.stopped_at is null)
+            execute function worker.on_unstopped_job_deleted();
+    end if;
+    if not exists (select from pg_trigger
+                   where tgname = 'job_bundle_stopped' and tgrelid = 'worker.job_bundle'::regclass) then
+        create trigger job_bundle_stopped
+            after update on worker.job_bundle
+            for each row
+            when (old.num_jobs_stopped < old.num_jobs and new.num_jobs_stopped = new.num_jobs)
+            execute function worker.on_job_bundle_stopped();
+    end if;
+end
+$$;

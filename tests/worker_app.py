@@ -1,0 +1,121 @@
+"""A worker process for the multi-process tests: ``python tests/worker_app.py URL THREADS``.
+
+Handlers record every run in the table ``exec_log`` over their own connection,
+so tests can count runs and find overlapping ones:
+
+- ``exec``: records the start (committed at once), sleeps ``payload["sleep"]``
+  seconds, records the end.
+- ``exit``: kills its own process with ``os._exit(1)`` (a poison pill).
+- ``hang``: sleeps ``payload["sleep"]`` seconds (for timeouts).
+
+Settings come from the environment: JQ_HEARTBEAT, JQ_DEAD_FOR, JQ_REAPER,
+JQ_TIMEOUT, JQ_POLL (seconds). SIGTERM finishes in-flight jobs and exits 0.
+The process prints "ready" once its threads run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+import jobqueue
+import jobworker
+from jobworker_pg import init_job_queue
+
+EXEC_LOG_DDL = """
+create table if not exists exec_log (
+    job_id uuid not null,
+    attempt int not null,
+    pid int not null,
+    started_at timestamptz not null default clock_timestamp(),
+    ended_at timestamptz
+)
+"""
+
+_local = threading.local()
+
+
+def _log_conn(url: str) -> psycopg.Connection[Any]:
+    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    if conn is None or conn.closed:
+        conn = psycopg.connect(url, autocommit=True)
+        _local.conn = conn
+    return conn
+
+
+def record(url: str, query: str, job: jobqueue.Job) -> None:
+    """Run one exec_log statement, riding out connection faults the tests inject (up to 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _log_conn(url).execute(query, (job.id, job.attempt, os.getpid()))
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            _local.conn = None
+            time.sleep(0.1)
+
+
+def main() -> None:
+    url, threads = sys.argv[1], int(sys.argv[2])
+    logging.basicConfig(
+        level=logging.WARNING, format=f"[worker {os.getpid()}] %(levelname)s %(name)s: %(message)s"
+    )
+    heartbeat = float(os.environ.get("JQ_HEARTBEAT", "0.2"))
+    jobworker.configure(
+        heartbeat_interval=timedelta(seconds=heartbeat),
+        dead_for=timedelta(seconds=float(os.environ.get("JQ_DEAD_FOR", str(heartbeat * 5)))),
+        reaper_interval=timedelta(seconds=float(os.environ.get("JQ_REAPER", str(heartbeat)))),
+        job_timeout=timedelta(seconds=float(os.environ.get("JQ_TIMEOUT", "60"))),
+    )
+
+    def run_exec(job: jobqueue.Job) -> str:
+        record(url, "insert into exec_log (job_id, attempt, pid) values (%s, %s, %s)", job)
+        time.sleep(float((job.payload or {}).get("sleep", 0)))
+        record(
+            url,
+            "update exec_log set ended_at = clock_timestamp()"
+            " where job_id = %s and attempt = %s and pid = %s",
+            job,
+        )
+        return "ok"
+
+    def run_exit(job: jobqueue.Job) -> None:
+        os._exit(1)
+
+    def run_hang(job: jobqueue.Job) -> str:
+        time.sleep(float((job.payload or {}).get("sleep", 3600)))
+        return "woke"
+
+    jobworker.register("exec", run_exec)
+    jobworker.register("exit", run_exit)
+    jobworker.register("hang", run_hang)
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EXEC_LOG_DDL)
+    init_job_queue(url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    jobworker.start_threads(threads)
+    poll = os.environ.get("JQ_POLL")
+    if poll:
+        jobworker.start_polling_available_jobs(timedelta(seconds=float(poll)))
+    print("ready", flush=True)
+    stop.wait()
+    jobworker.finish_threads(timeout=30)
+    jobqueue.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
