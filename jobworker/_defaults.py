@@ -186,3 +186,9 @@ def do_job(job: Job) -> Job:
     when no handler is registered for ``job.type``.
     """
     return _pool.do_job(job)
+
+
+def run_job_inline(job: Job) -> tuple[Job, BaseException | None]:
+    """:func:`do_job`, also returning the handler's exception (None on success), for callers
+    that re-raise it (synchronous test mode). Never raises for a handler failure."""
+    return _pool.run_job_inline(job)

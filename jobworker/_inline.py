@@ -19,6 +19,16 @@ logger = logging.getLogger(__name__)
 
 def do_job_with(registry: Registry, job: Job, job_timeout: timedelta, report: ErrorReporter) -> Job:
     """Run ``job`` once with ``registry``'s handler and hooks; see :func:`jobworker.do_job`."""
+    job, error = run_job_inline_with(registry, job, job_timeout, report)
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    return job
+
+
+def run_job_inline_with(
+    registry: Registry, job: Job, job_timeout: timedelta, report: ErrorReporter
+) -> tuple[Job, BaseException | None]:
+    """:func:`do_job_with`, also handing out the handler's exception (None on success)."""
     handler = registry.handler(job.type)
     if handler is None:
         raise RegistrationError(f"no handler is registered for job type {job.type!r}")
@@ -37,7 +47,7 @@ def do_job_with(registry: Registry, job: Job, job_timeout: timedelta, report: Er
         job.error_msg = None
         job.error_data = None
         logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))
-        return job
+        return job, None
     job.result = None
     job.error_msg = error_message(error)
     job.error_data = error_data(error)
@@ -48,6 +58,4 @@ def do_job_with(registry: Registry, job: Job, job_timeout: timedelta, report: Er
         ),
     ]
     logger.info("job %s failed: %s", job.id, job.error_msg, extra=job_extra(job, "failed"))
-    if isinstance(error, KeyboardInterrupt):
-        raise error
-    return job
+    return job, error

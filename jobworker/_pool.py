@@ -10,7 +10,7 @@ import time
 from jobqueue import Job, JobQueueError, NotInitializedError, RegistrationError
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback, ErrorReporter
-from jobworker._inline import do_job_with
+from jobworker._inline import do_job_with, run_job_inline_with
 from jobworker._registry import Registry
 from jobworker._session import Session
 from jobworker._settings import Duration, WorkerSettings, to_timedelta
@@ -198,6 +198,11 @@ class WorkerPool:
     def do_job(self, job: Job) -> Job:
         """Run ``job`` once inline through this pool's registry; see :func:`jobworker.do_job`."""
         return do_job_with(self._registry, job, self.settings.job_timeout, self._report)
+
+    def run_job_inline(self, job: Job) -> tuple[Job, BaseException | None]:
+        """:meth:`do_job`, also returning the handler's exception (None on success); never
+        raises for a handler failure, KeyboardInterrupt included."""
+        return run_job_inline_with(self._registry, job, self.settings.job_timeout, self._report)
 
     def _set_poll_interval(self, seconds: float | None) -> None:
         with self._lock:

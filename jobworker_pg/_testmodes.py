@@ -22,18 +22,21 @@ the modes:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
+import jobqueue
 import jobworker
-from jobqueue import Job, JobBundle, JobFailedError, RegistrationError
+from jobqueue import Job, JobBundle, JobFailedError
 from jobqueue._constructors import check_name
+from jobqueue._current import NULL_SERVICE
 from jobqueue._listeners import fire_job_bundle_stopped, fire_job_stopped
+from jobworker_pg._inserts import checked_bundle, checked_jobs, job_params
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,11 @@ def _always(_: object) -> bool:
 def _with_modes(change: Callable[[_Modes], _Modes]) -> Iterator[None]:
     token = _modes.set(change(_modes.get()))  # applied on entering, to the modes in force then
     try:
-        yield
+        if jobqueue.get_service() is NULL_SERVICE:
+            with jobqueue.use_service(cast(jobqueue.Service, _NoDatabaseService())):
+                yield
+        else:
+            yield
     finally:
         _modes.reset(token)
 
@@ -199,48 +206,40 @@ def _run_or_raise(job: Job) -> None:
         raise JobFailedError(job.type, job.id, job.error_msg) from error
 
 
-# -- running a job inline with its exception -------------------------------------------------
-#
-# jobworker.do_job records a handler's failure in the job but does not hand out the exception,
-# which synchronous mode needs as the __cause__ of JobFailedError. Until jobworker offers
-# run_job_inline(job) -> (job, exception), a global after-job hook of the default registry
-# catches it; the hook acts only inside run_inline (a context variable says which job).
-
-_capture: ContextVar[dict[int, BaseException | None] | None] = ContextVar("jobqueue_capture", default=None)
-_hook_lock = threading.Lock()
-_hook_installed = False
-
-
-def _capture_error(job: Job, error: BaseException | None) -> None:
-    box = _capture.get()
-    if box is not None and id(job) in box:
-        box[id(job)] = error
-
-
-def _install_hook() -> None:
-    global _hook_installed
-    with _hook_lock:
-        if _hook_installed:
-            return
-        try:
-            jobworker.add_after_job_hook(_capture_error)
-        except RegistrationError:  # worker threads run on the default registry: no cause then
-            logger.debug("cannot add the error-capturing hook while worker threads run")
-            return
-        _hook_installed = True
-
-
 def run_inline(job: Job) -> tuple[Job, BaseException | None]:
     """Run ``job`` once through the default registry, without a database, and return it with
-    the handler's exception (None on success, or when it could not be captured)."""
-    native = getattr(jobworker, "run_job_inline", None)
-    if native is not None:
-        return cast(tuple[Job, BaseException | None], native(job))
-    _install_hook()
-    box: dict[int, BaseException | None] = {id(job): None}
-    token = _capture.set(box)
-    try:
-        jobworker.do_job(job)
-    finally:
-        _capture.reset(token)
-    return job, box[id(job)]
+    the handler's exception (None on success)."""
+    return jobworker.run_job_inline(job)
+
+
+class _NoDatabaseService:
+    """The current service inside a test mode when no service was set up: adds go through the
+    test modes (validated, then run inline or ignored); anything else raises
+    NotInitializedError, as before set-up. So synchronous_jobs() needs no database."""
+
+    def add_job(self, job: Job, *, conn: Any = None) -> Job:
+        job_params(job)  # validates
+        handle_jobs([job])
+        return job
+
+    def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
+        checked = checked_jobs(jobs)
+        handle_jobs(checked)
+        return checked
+
+    def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
+        checked_bundle(bundle)
+        handle_bundle(bundle)
+        return bundle
+
+    async def add_job_async(self, job: Job, *, conn: Any = None) -> Job:
+        return await asyncio.to_thread(self.add_job, job)
+
+    async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
+        return await asyncio.to_thread(self.add_jobs, jobs)
+
+    async def add_job_bundle_async(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
+        return await asyncio.to_thread(self.add_job_bundle, bundle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(NULL_SERVICE, name)

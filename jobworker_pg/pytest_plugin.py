@@ -28,15 +28,13 @@ test's thread, :func:`assert_enqueued` checks what the code under test added
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,8 +44,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import jobqueue
 import jobworker
 from jobqueue import _current
-from jobworker_pg import _testmodes as testmodes
-from jobworker_pg._inserts import checked_bundle, checked_jobs, job_params
 from jobworker_pg._schema import install_schema
 from jobworker_pg._service import PostgresService
 from jobworker_pg._testing import assert_enqueued, drain, enqueued
@@ -160,41 +156,6 @@ def jobqueue_service(jobqueue_db_url: str) -> Iterator[PostgresService]:
         service.close()
 
 
-class _NoDatabaseService:
-    """The current service of a ``jobqueue_sync`` test that has no database: adds go through
-    the test modes (validated, then run inline or ignored); anything else raises
-    NotInitializedError, as before set-up."""
-
-    def add_job(self, job: jobqueue.Job, *, conn: Any = None) -> jobqueue.Job:
-        job_params(job)  # validates
-        testmodes.handle_jobs([job])
-        return job
-
-    def add_jobs(self, jobs: Sequence[jobqueue.Job], *, conn: Any = None) -> list[jobqueue.Job]:
-        checked = checked_jobs(jobs)
-        testmodes.handle_jobs(checked)
-        return checked
-
-    def add_job_bundle(self, bundle: jobqueue.JobBundle, *, conn: Any = None) -> jobqueue.JobBundle:
-        checked_bundle(bundle)
-        testmodes.handle_bundle(bundle)
-        return bundle
-
-    async def add_job_async(self, job: jobqueue.Job, *, conn: Any = None) -> jobqueue.Job:
-        return await asyncio.to_thread(self.add_job, job)
-
-    async def add_jobs_async(self, jobs: Sequence[jobqueue.Job], *, conn: Any = None) -> list[jobqueue.Job]:
-        return await asyncio.to_thread(self.add_jobs, jobs)
-
-    async def add_job_bundle_async(
-        self, bundle: jobqueue.JobBundle, *, conn: Any = None
-    ) -> jobqueue.JobBundle:
-        return await asyncio.to_thread(self.add_job_bundle, bundle)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_current.NULL_SERVICE, name)
-
-
 @pytest.fixture
 def jobqueue_sync() -> Iterator[None]:
     """Synchronous mode for the test: adding a job runs it at once (see ``synchronous_jobs``).
@@ -202,10 +163,7 @@ def jobqueue_sync() -> Iterator[None]:
     Needs no database: without a current service (``jobqueue_service``, ``init_job_queue``)
     the adds of the test go to a stand-in that only runs (or ignores) jobs.
     """
-    with contextlib.ExitStack() as stack:
-        if jobqueue.get_service() is _current.NULL_SERVICE:
-            stack.enter_context(jobqueue.use_service(cast(jobqueue.Service, _NoDatabaseService())))
-        stack.enter_context(synchronous_jobs())
+    with synchronous_jobs():
         yield
 
 
