@@ -57,17 +57,20 @@ def check_start_at(start_at: Any) -> datetime | None:
     return start_at
 
 
-def _check_id(id: Any) -> UUID:
-    if id is None:
-        return new_id()
-    if isinstance(id, UUID):
-        return id
-    if isinstance(id, str):
+def check_uuid(value: Any, what: str = "job id") -> UUID:
+    """``value`` as a UUID (a UUID or its string form); InvalidJobError naming ``what`` otherwise."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
         try:
-            return UUID(id)
+            return UUID(value)
         except ValueError:
             pass
-    raise InvalidJobError(f"id must be a UUID, got {id!r}")
+    raise InvalidJobError(f"{what} must be a UUID, got {value!r}")
+
+
+def _check_id(id: Any) -> UUID:
+    return new_id() if id is None else check_uuid(id, "id")
 
 
 def job_type_of(payload_or_class: Any) -> str:

@@ -28,6 +28,7 @@ from uuid import UUID
 import psycopg
 
 from jobqueue import InvalidJobError, Job, JobBundle, JobNotFoundError
+from jobqueue._constructors import check_uuid
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._inserts import (
@@ -163,9 +164,7 @@ async def get_job(service: PostgresService, job_id: UUID, conn: Any) -> Job:
     """See :meth:`PostgresService.get_job_async`."""
     if conn is None:
         return await asyncio.to_thread(service.get_job, job_id)
-    from jobworker_pg._service import _check_uuid
-
-    job_id = _check_uuid(job_id)
+    job_id = check_uuid(job_id)
     raw = await async_connection_of(conn)
     service._check_open("get_job_async")
     with translate_errors("get_job_async"):

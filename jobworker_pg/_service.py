@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -24,7 +24,7 @@ from jobqueue import (
     StateCounts,
     Status,
 )
-from jobqueue._constructors import check_start_at
+from jobqueue._constructors import check_start_at, check_uuid
 from jobworker import Outcome, OutcomeKind
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._connections import psycopg_connection_of
@@ -58,17 +58,6 @@ def _seconds(value: timedelta | float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidJobError(f"{what} must be a timedelta or a number of seconds, got {value!r}")
     return float(value)
-
-
-def _check_uuid(value: Any, what: str = "job id") -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise InvalidJobError(f"{what} must be a UUID, got {value!r}")
 
 
 class PostgresService:
@@ -240,7 +229,7 @@ class PostgresService:
 
     def get_job(self, job_id: UUID) -> Job:
         """The job with that id; JobNotFoundError if none."""
-        job_id = _check_uuid(job_id)
+        job_id = check_uuid(job_id)
         with self._connection("get_job") as conn:
             row = conn.execute(q("get_job"), {"id": job_id}).fetchone()
         if row is None:
@@ -249,7 +238,7 @@ class PostgresService:
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
-        bundle_id = _check_uuid(bundle_id, "bundle id")
+        bundle_id = check_uuid(bundle_id, "bundle id")
         with self._connection("get_job_bundle") as conn:
             row = conn.execute(q("get_bundle"), {"id": bundle_id}).fetchone()
             if row is None:
@@ -257,24 +246,24 @@ class PostgresService:
             jobs = [job_from_row(r) for r in conn.execute(q("get_bundle_jobs"), {"id": bundle_id})]
         return bundle_from_row(row, jobs)
 
-    def _jobs(self, action: str, query: str, params: dict[str, Any] | None = None) -> list[Job]:
+    def _jobs(self, action: str, query: LiteralString, params: dict[str, Any] | None = None) -> list[Job]:
         with self._connection(action) as conn:
-            return [job_from_row(r) for r in conn.execute(q(query), params)]
+            return [job_from_row(r) for r in conn.execute(query, params)]
 
     def get_all_jobs_to_do(self) -> list[Job]:
         """Every job not stopped, in claim order."""
-        return self._jobs("get_all_jobs_to_do", "jobs_to_do")
+        return self._jobs("get_all_jobs_to_do", q("jobs_to_do"))
 
     def get_all_jobs_started_before(self, since: datetime) -> list[Job]:
         """Running jobs started before ``since`` (timezone-aware)."""
         if since is None:
             raise InvalidJobError("since must be a timezone-aware datetime, got None")
         check_start_at(since)
-        return self._jobs("get_all_jobs_started_before", "jobs_started_before", {"since": since})
+        return self._jobs("get_all_jobs_started_before", q("jobs_started_before"), {"since": since})
 
     def get_all_jobs_with_errors(self) -> list[Job]:
         """Jobs whose last attempt failed (stopped or retrying), not counting cancelled ones."""
-        return self._jobs("get_all_jobs_with_errors", "jobs_with_errors")
+        return self._jobs("get_all_jobs_with_errors", q("jobs_with_errors"))
 
     def get_status(self) -> Status:
         """Counts of jobs by state and type, and of bundles."""
@@ -291,14 +280,14 @@ class PostgresService:
 
     def delete_job(self, job_id: UUID) -> None:
         """Delete a job; JobNotFoundError if none. An unstopped bundle job counts as stopped."""
-        job_id = _check_uuid(job_id)
+        job_id = check_uuid(job_id)
         row = self._write("delete_job", lambda c: c.execute(q("delete_job"), {"id": job_id}).fetchone())
         if row is None:
             raise JobNotFoundError("job", job_id)
 
     def delete_job_bundle(self, bundle_id: UUID) -> None:
         """Delete a bundle and its jobs; JobNotFoundError if none."""
-        bundle_id = _check_uuid(bundle_id, "bundle id")
+        bundle_id = check_uuid(bundle_id, "bundle id")
         row = self._write(
             "delete_job_bundle", lambda c: c.execute(q("delete_bundle"), {"id": bundle_id}).fetchone()
         )
@@ -313,7 +302,7 @@ class PostgresService:
         """Reset several jobs in one transaction; JobNotFoundError (nothing reset) if any is unknown."""
         if isinstance(job_ids, str | UUID) or not isinstance(job_ids, Iterable):
             raise InvalidJobError(f"reset_jobs takes a list of job ids, got {type(job_ids).__name__}")
-        ids = [_check_uuid(i) for i in job_ids]
+        ids = [check_uuid(i) for i in job_ids]
         if not ids:
             return []
 
@@ -329,7 +318,7 @@ class PostgresService:
 
     def cancel_job(self, job_id: UUID) -> Job:
         """Cancel a job that is not running (see :meth:`jobqueue.Service.cancel_job`)."""
-        job_id = _check_uuid(job_id)
+        job_id = check_uuid(job_id)
         row = self._write("cancel_job", lambda c: c.execute(q("cancel_job"), {"id": job_id}).fetchone())
         if row is not None:
             return job_from_row(row)
@@ -499,7 +488,7 @@ class PostgresService:
 
     def get_all_jobs(self) -> list[Job]:
         """Every job, stopped or not, oldest first (meant for tests and small queues)."""
-        return self._jobs("get_all_jobs", "all_jobs")
+        return self._jobs("get_all_jobs", q("all_jobs"))
 
     def make_jobs_due(self, job_types: Sequence[str]) -> int:
         """For tests: jobs of ``job_types`` waiting for a future ``start_at`` (scheduled, or

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from helpers import wait_for as wait_until  # noqa: F401  # re-exported for the process tests
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jobworker_pg import install_schema
@@ -37,6 +38,8 @@ class WorkerProcess:
             env=full_env,
         )
         self.output: list[str] = []
+        # (time.monotonic() when read, line): for counting log lines within a time window.
+        self.stamped: list[tuple[float, str]] = []
         self.ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -45,6 +48,7 @@ class WorkerProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
+            self.stamped.append((time.monotonic(), line))
             if line.strip() == "ready":
                 self.ready.set()
 
@@ -56,6 +60,22 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (heartbeats stop) until :meth:`resume`."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.proc.send_signal(signal.SIGCONT)
+
+    def lines_between(self, start: float, end: float) -> list[str]:
+        """Output lines read between two ``time.monotonic()`` values."""
+        return [line for at, line in list(self.stamped) if start <= at <= end]
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -119,17 +139,6 @@ class ThrowawayPostgres:
 
     def cleanup(self) -> None:
         self.server.cleanup()
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
 
 
 def scalar(url: str, query: str, params: Any = None) -> Any:

@@ -8,9 +8,17 @@ so tests can count runs and find overlapping ones:
 - ``exit``: kills its own process with ``os._exit(1)`` (a poison pill).
 - ``hang``: sleeps ``payload["sleep"]`` seconds (for timeouts).
 
+With ``payload["stamp"]`` true, ``exec`` returns ``{"pid", "attempt"}`` instead of
+``"ok"``, so a test can tell which process's outcome was saved.
+
 Settings come from the environment: JQ_HEARTBEAT, JQ_DEAD_FOR, JQ_REAPER,
-JQ_TIMEOUT, JQ_POLL (seconds). SIGTERM finishes in-flight jobs and exits 0.
+JQ_TIMEOUT, JQ_POLL (seconds); JQ_TYPES (comma-separated) registers only those
+of the job types above. SIGTERM finishes in-flight jobs and exits 0.
 The process prints "ready" once its threads run.
+
+The ``exec_log`` connections are the test harness's, not the library's: they
+are named ``EXEC_LOG_APP`` (so fault injection can leave them alone) and are
+never read-only, even while a test makes the database read-only.
 """
 
 from __future__ import annotations
@@ -42,11 +50,19 @@ create table if not exists exec_log (
 
 _local = threading.local()
 
+#: application_name of the exec_log connections.
+EXEC_LOG_APP = "jobqueue-test-exec-log"
+
 
 def _log_conn(url: str) -> psycopg.Connection[Any]:
     conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
     if conn is None or conn.closed:
-        conn = psycopg.connect(url, autocommit=True)
+        conn = psycopg.connect(
+            url,
+            autocommit=True,
+            application_name=EXEC_LOG_APP,
+            options="-c default_transaction_read_only=off",
+        )
         _local.conn = conn
     return conn
 
@@ -78,7 +94,7 @@ def main() -> None:
         job_timeout=timedelta(seconds=float(os.environ.get("JQ_TIMEOUT", "60"))),
     )
 
-    def run_exec(job: jobqueue.Job) -> str:
+    def run_exec(job: jobqueue.Job) -> Any:
         record(url, "insert into exec_log (job_id, attempt, pid) values (%s, %s, %s)", job)
         time.sleep(float((job.payload or {}).get("sleep", 0)))
         record(
@@ -87,6 +103,8 @@ def main() -> None:
             " where job_id = %s and attempt = %s and pid = %s",
             job,
         )
+        if (job.payload or {}).get("stamp"):
+            return {"pid": os.getpid(), "attempt": job.attempt}
         return "ok"
 
     def run_exit(job: jobqueue.Job) -> None:
@@ -96,9 +114,10 @@ def main() -> None:
         time.sleep(float((job.payload or {}).get("sleep", 3600)))
         return "woke"
 
-    jobworker.register("exec", run_exec)
-    jobworker.register("exit", run_exit)
-    jobworker.register("hang", run_hang)
+    handlers = {"exec": run_exec, "exit": run_exit, "hang": run_hang}
+    served = os.environ.get("JQ_TYPES")
+    for job_type in served.split(",") if served else handlers:
+        jobworker.register(job_type, handlers[job_type])
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(EXEC_LOG_DDL)

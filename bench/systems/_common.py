@@ -37,3 +37,7 @@ class Counter:
 NOOP = "bench.noop"
 BUNDLE = "bench.bundle"
 WAIT_TIMEOUT = 3600.0
+NO_BUNDLES = (
+    "no bundle/group primitive; counting in handler code would be an extra round trip per job, "
+    "not atomic with completion, and not the library's API"
+)

@@ -69,9 +69,7 @@ class Floor:
     def enqueue_each(self, url: str, n: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             for i in range(n):
-                conn.execute(
-                    "insert into floor_job (type, payload) values (%s, %s)", (NOOP, Jsonb({"i": i}))
-                )
+                conn.execute("insert into floor_job (type, payload) values (%s, %s)", (NOOP, Jsonb({"i": i})))
 
     def enqueue_batches(self, url: str, n: int, batch: int) -> None:
         with psycopg.connect(url) as conn:
@@ -97,7 +95,9 @@ class Floor:
     def preload_bundles(self, url: str, bundles: int, size: int) -> None:
         with psycopg.connect(url) as conn:
             for _ in range(bundles):
-                row = conn.execute("insert into floor_bundle (num) values (%s) returning id", (size,)).fetchone()
+                row = conn.execute(
+                    "insert into floor_bundle (num) values (%s) returning id", (size,)
+                ).fetchone()
                 assert row is not None
                 with conn.cursor().copy("copy floor_job (type, payload, bundle_id) from stdin") as copy:
                     for i in range(size):
@@ -117,7 +117,9 @@ class Floor:
 
     def count_succeeded(self, url: str) -> int:
         with psycopg.connect(url) as conn:
-            row = conn.execute("select count(*) from floor_job where status = 2 and type = %s", (NOOP,)).fetchone()
+            row = conn.execute(
+                "select count(*) from floor_job where status = 2 and type = %s", (NOOP,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def work(self, url: str, spec: WorkSpec, ready: Any) -> WorkResult:

@@ -30,7 +30,8 @@ class PgJobqueue:
     def enqueue_batches(self, url: str, n: int, batch: int) -> None:
         with PostgresService(url) as service:
             for start in range(0, n, batch):
-                jobs = [jobqueue.new_job(NOOP, "bench", {"i": i}) for i in range(start, min(n, start + batch))]
+                idx = range(start, min(n, start + batch))
+                jobs = [jobqueue.new_job(NOOP, "bench", {"i": i}) for i in idx]
                 service.add_jobs(jobs)
 
     def preload(self, url: str, pending: int, finished: int) -> None:

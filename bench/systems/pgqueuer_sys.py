@@ -22,7 +22,7 @@ from pgqueuer.types import QueueExecutionMode
 
 from bench.systems import WorkResult, WorkSpec
 from bench.systems._aio import run_until_target
-from bench.systems._common import NOOP, Counter
+from bench.systems._common import NO_BUNDLES, NOOP, Counter
 
 BATCH_SIZE: dict[int, int] = {}  # concurrency -> batch size; default: the concurrency
 
@@ -34,7 +34,7 @@ def _payload(i: int) -> bytes:
 class PgQueuerSystem:
     name = "pgqueuer"
     supports_bundles = False
-    why_no_bundles = "no bundle/group primitive; a counter in handler code would be neither atomic nor its API"
+    why_no_bundles = NO_BUNDLES
 
     def install(self, url: str) -> None:
         asyncio.run(self._install(url))

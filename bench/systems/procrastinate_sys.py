@@ -18,7 +18,7 @@ from procrastinate import App, PsycopgConnector
 
 from bench.systems import WorkResult, WorkSpec
 from bench.systems._aio import run_until_target
-from bench.systems._common import NOOP, Counter
+from bench.systems._common import NO_BUNDLES, NOOP, Counter
 
 _counter: Counter | None = None
 _latency = False
@@ -41,7 +41,7 @@ def _app(url: str) -> App:
 class ProcrastinateSystem:
     name = "procrastinate"
     supports_bundles = False
-    why_no_bundles = "no bundle/group primitive; a counter in handler code would be neither atomic nor its API"
+    why_no_bundles = NO_BUNDLES
 
     def install(self, url: str) -> None:
         async def go() -> None:
@@ -104,7 +104,8 @@ class ProcrastinateSystem:
     def count_succeeded(self, url: str) -> int:
         with psycopg.connect(url) as conn:
             row = conn.execute(
-                "select count(*) from procrastinate_jobs where status = 'succeeded' and task_name = %s", (NOOP,)
+                "select count(*) from procrastinate_jobs where status = 'succeeded' and task_name = %s",
+                (NOOP,),
             ).fetchone()
         return int(row[0]) if row else 0
 

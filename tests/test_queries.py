@@ -1,0 +1,31 @@
+"""queries.sql: every named block parses and is used by the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jobworker_pg._queries import QUERIES, parse
+
+PACKAGE = Path(__file__).parent.parent / "jobworker_pg"
+
+
+def test_every_named_query_is_used() -> None:
+    code = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+    used = set(re.findall(r'\bq\("([a-z_]+)"\)', code))
+    assert set(QUERIES) - used == set()
+    assert used - set(QUERIES) == set()
+
+
+def test_parse_rejects_a_name_defined_twice() -> None:
+    with pytest.raises(ValueError, match="defined twice"):
+        parse("-- a: one\nselect 1\n-- a: two\nselect 2\n")
+
+
+def test_parse_splits_blocks_and_drops_the_preamble() -> None:
+    assert parse("-- preamble\n\n-- one: why\nselect 1\n\n-- two: why\nselect 2\n") == {
+        "one": "select 1",
+        "two": "select 2",
+    }
