@@ -8,6 +8,12 @@ connection is re-opened with capped backoff; after each (re)connect the
 wake-up callback gets ``None``: notifications may have been missed, so workers
 claim once. A connection that died silently is found by a ping when nothing
 arrived for ``ping_interval``.
+
+Right after LISTEN, the listener sends itself a notification on a private
+channel. Where it never arrives (a PgBouncer in transaction pooling mode runs
+LISTEN and NOTIFY on different server connections), LISTEN cannot work: the
+listener says so once in the log and wakes the workers every
+``fallback_poll_interval`` instead (stop events are then not delivered).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
@@ -30,7 +36,12 @@ logger = logging.getLogger(__name__)
 
 CHANNELS = ("job_available", "job_stopped", "job_bundle_stopped")
 
+#: The listener connection's application_name (in pg_stat_activity), unless connect_kwargs names one.
+APPLICATION_NAME = "jobqueue-listen"
 DEFAULT_PING_INTERVAL = 10.0
+DEFAULT_FALLBACK_POLL_INTERVAL = 1.0
+# How long the self-notification may take before LISTEN is judged not to work.
+PROBE_TIMEOUT = 2.0
 MAX_RECONNECT_DELAY = 10.0
 # How long one wait for notifications may block; bounds how long close() waits.
 _POLL_SECONDS = 0.2
@@ -45,11 +56,16 @@ class NotificationListener:
         *,
         connect_kwargs: dict[str, Any] | None = None,
         ping_interval: float = DEFAULT_PING_INTERVAL,
+        fallback_poll_interval: float = DEFAULT_FALLBACK_POLL_INTERVAL,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._connect_kwargs = connect_kwargs or {}
         self._ping_interval = ping_interval
+        self._fallback_poll_interval = fallback_poll_interval
+        self._probe_channel = f"jobqueue_probe_{uuid4().hex}"
+        self._said_listen_fails = False
+        self.listen_works: bool | None = None  # None until the first probe
         self._on_error = on_error
         self._lock = threading.Lock()
         self._listeners: list[ServiceListener] = []
@@ -108,7 +124,11 @@ class NotificationListener:
         first = True
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs) as conn:
+                with psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    **{"application_name": APPLICATION_NAME, **self._connect_kwargs},
+                ) as conn:
                     for channel in CHANNELS:
                         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     if not first:
@@ -116,9 +136,13 @@ class NotificationListener:
                         logger.info("notification connection re-established", extra={"action": "reconnect"})
                     first = False
                     delay = 0.1
+                    self.listen_works = self._probe(conn)
                     self._connected.set()
                     self._wake(None)  # we may have missed notifications while away
-                    self._listen(conn)
+                    if self.listen_works:
+                        self._listen(conn)
+                    else:
+                        self._poll_instead(conn)
             except Exception as exc:
                 self._connected.clear()
                 if self._stopping.is_set():
@@ -134,6 +158,41 @@ class NotificationListener:
                     self._on_error(exc)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    def _probe(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether a notification we send ourselves comes back (LISTEN works here)."""
+        channel = sql.Identifier(self._probe_channel)
+        conn.execute(sql.SQL("LISTEN {}").format(channel))
+        conn.execute(sql.SQL("NOTIFY {}").format(channel))
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        came_back = False
+        while not came_back and (left := deadline - time.monotonic()) > 0:
+            # Let each notifies() generator finish: it holds the connection's lock while open.
+            for notify in conn.notifies(timeout=left, stop_after=1):
+                if notify.channel == self._probe_channel:
+                    came_back = True
+                else:
+                    self._handle(notify.channel, notify.payload)
+        if came_back:
+            conn.execute(sql.SQL("UNLISTEN {}").format(channel))
+        return came_back
+
+    def _poll_instead(self, conn: psycopg.Connection[Any]) -> None:
+        """LISTEN does not work on this connection: wake the workers periodically instead."""
+        if not self._said_listen_fails:
+            self._said_listen_fails = True
+            logger.warning(
+                "LISTEN/NOTIFY does not work on this database connection (a PgBouncer in "
+                "transaction pooling mode?): workers poll every %.1f s instead",
+                self._fallback_poll_interval,
+                extra={"action": "listen_fallback"},
+            )
+        last_ping = time.monotonic()
+        while not self._stopping.wait(self._fallback_poll_interval):
+            self._wake(None)
+            if time.monotonic() - last_ping >= self._ping_interval:
+                conn.execute("SELECT 1")  # a dead connection: reconnect, and probe again
+                last_ping = time.monotonic()
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         last_seen = time.monotonic()

@@ -433,7 +433,7 @@ def test_listener_reconnects_after_its_backend_is_terminated(service: PostgresSe
     with psycopg.connect(db_url, autocommit=True) as admin:
         admin.execute(
             "select pg_terminate_backend(pid) from pg_stat_activity "
-            "where query ilike 'LISTEN%%' and pid <> pg_backend_pid()"
+            "where application_name = 'jobqueue-listen' and pid <> pg_backend_pid()"
         )
     from helpers import wait_for
 

@@ -195,7 +195,7 @@ def test_job_added_after_listen_backend_is_terminated_is_picked_up(
     killed = scalar(
         db_url,
         "select count(pg_terminate_backend(pid)) from pg_stat_activity "
-        "where query ilike 'listen%%' and datname = current_database()",
+        "where application_name = 'jobqueue-listen' and datname = current_database()",
     )
     assert killed >= 1
     (job,) = add_exec_jobs(service, 1)
