@@ -43,6 +43,7 @@ class Outcome:
     error_type: str | None = None  # FAILED / RETRY: qualified exception class name
     error_data_json: str | None = None  # FAILED / RETRY: {"type", "message", "traceback"}
     retry_delay: timedelta | None = None  # RETRY: wait from the database's now()
+    bundle_id: UUID | None = None  # the job's bundle, whose counter a stop moves
 
 
 #: Called when the database says jobs may be available: the job type if known, None when

@@ -76,6 +76,7 @@ def _failure(job: Job, kind: OutcomeKind, exc: BaseException, delay: timedelta |
         error_type=error_type_name(exc),
         error_data_json=json.dumps(error_data(exc), ensure_ascii=False),
         retry_delay=delay,
+        bundle_id=job.bundle_id,
     )
 
 
@@ -114,7 +115,14 @@ def settle(
     """
     if error is None:
         assert job.claim_token is not None, "outcomes are for claimed jobs"
-        return Outcome(job.id, job.claim_token, OutcomeKind.SUCCEEDED, job.attempt, result_json=result_json)
+        return Outcome(
+            job.id,
+            job.claim_token,
+            OutcomeKind.SUCCEEDED,
+            job.attempt,
+            result_json=result_json,
+            bundle_id=job.bundle_id,
+        )
     if isinstance(error, InvalidPayloadError) or job.attempt > job.max_retry_count:
         return _failure(job, OutcomeKind.FAILED, error)
     job.error_msg = error_message(error)

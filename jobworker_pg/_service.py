@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,19 @@ def _seconds(value: timedelta | float, what: str) -> float:
     return float(value)
 
 
+def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check before lending a connection, without a round trip in the normal case.
+
+    An idle connection has nothing to read; if its socket is readable the server has
+    said something, most often that it closed the connection (a restart, a terminated
+    backend): then make a real check, which raises for a dead connection so that the
+    pool replaces it.
+    """
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 class PostgresService:
     """The PostgreSQL job queue: a :class:`jobqueue.Service` and a
     :class:`jobworker.WorkerDatabase` over a psycopg_pool ``ConnectionPool``.
@@ -93,8 +107,9 @@ class PostgresService:
                 self._conninfo,
                 min_size=min_size,
                 max_size=max_size,
-                kwargs=dict(connect_kwargs or {}),
-                check=psycopg_pool.ConnectionPool.check_connection,
+                # Autocommit: a single statement is one round trip; several run in transaction().
+                kwargs={**(connect_kwargs or {}), "autocommit": True},
+                check=_check_idle_connection,
                 name="jobqueue",
                 open=True,
             )
@@ -136,7 +151,8 @@ class PostgresService:
 
     @contextmanager
     def _connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in a transaction that commits on exit, errors translated."""
+        """A pooled connection (autocommit: use ``transaction()`` for several statements),
+        errors translated."""
         self._check_open(action)
         with translate_errors(action), self._pool.connection() as conn:
             yield conn
@@ -192,14 +208,19 @@ class PostgresService:
         params = jobs_params(jobs)
 
         def insert(c: psycopg.Connection[Any]) -> None:
-            if must_open_transaction(c.autocommit, c.info.transaction_status):
-                c.execute(q("open_transaction"))
-            with c.transaction():  # a savepoint inside the caller's transaction: all or none
-                if bundle is not None:
-                    brow = c.execute(q("insert_bundle"), bundle_params(bundle)).fetchone()
-                    assert brow is not None
-                    bundle.created_at, bundle.updated_at = brow
+            if bundle is None and c.autocommit:  # one statement outside any transaction: atomic as is
                 row = c.execute(q("insert_jobs"), params).fetchone()
+            else:
+                if must_open_transaction(c.autocommit, c.info.transaction_status):
+                    c.execute(q("open_transaction"))
+                # A savepoint inside the caller's transaction: all or none, and a failed insert
+                # leaves the caller's transaction usable.
+                with c.transaction():
+                    if bundle is not None:
+                        brow = c.execute(q("insert_bundle"), bundle_params(bundle)).fetchone()
+                        assert brow is not None
+                        bundle.created_at, bundle.updated_at = brow
+                    row = c.execute(q("insert_jobs"), params).fetchone()
             assert row is not None
             for j in jobs:
                 j.created_at = j.updated_at = row[0]
@@ -239,7 +260,7 @@ class PostgresService:
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
         bundle_id = check_uuid(bundle_id, "bundle id")
-        with self._connection("get_job_bundle") as conn:
+        with self._connection("get_job_bundle") as conn, conn.transaction():
             row = conn.execute(q("get_bundle"), {"id": bundle_id}).fetchone()
             if row is None:
                 raise JobNotFoundError("job bundle", bundle_id)
@@ -267,7 +288,7 @@ class PostgresService:
 
     def get_status(self) -> Status:
         """Counts of jobs by state and type, and of bundles."""
-        with self._connection("get_status") as conn:
+        with self._connection("get_status") as conn, conn.transaction():
             rows = conn.execute(q("status_by_type")).fetchall()
             bundles = conn.execute(q("status_bundles")).fetchone()
         fields = list(StateCounts.model_fields)
@@ -307,11 +328,11 @@ class PostgresService:
             return []
 
         def reset(conn: psycopg.Connection[Any]) -> list[Job]:
-            jobs = {j.id: j for j in map(job_from_row, conn.execute(q("reset_jobs"), {"ids": ids}))}
-            missing = [i for i in ids if i not in jobs]
-            if missing:
-                conn.rollback()
-                raise JobNotFoundError("job", missing[0])
+            with conn.transaction():  # all or none: an unknown id rolls the others back
+                jobs = {j.id: j for j in map(job_from_row, conn.execute(q("reset_jobs"), {"ids": ids}))}
+                missing = [i for i in ids if i not in jobs]
+                if missing:
+                    raise JobNotFoundError("job", missing[0])
             return [jobs[i] for i in ids]
 
         return self._write("reset_jobs", reset)
@@ -385,10 +406,16 @@ class PostgresService:
             ],
         }
 
+        # Stopping a bundle's job moves its counter; lock those bundles first, in id order, so
+        # that concurrent writers cannot deadlock. Without bundles: one statement, one round trip.
+        stops_bundle_jobs = any(o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered)
+
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:
-            if any(o.kind is not OutcomeKind.RETRY for o in ordered):
+            if not stops_bundle_jobs:
+                return {row[0] for row in conn.execute(q("save_outcomes"), params)}
+            with conn.transaction():
                 conn.execute(q("lock_outcome_bundles"), {"ids": ids})
-            return {row[0] for row in conn.execute(q("save_outcomes"), params)}
+                return {row[0] for row in conn.execute(q("save_outcomes"), params)}
 
         return self._write("save_outcomes", save)
 

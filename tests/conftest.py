@@ -17,38 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from helpers import PgServer
 
 from jobworker_pg import PostgresService, install_schema
 
 TEST_URL_ENV = "JOBQUEUE_TEST_DATABASE_URL"
-
-
-class PgServer:
-    """Where the test server is, and how to make and drop databases on it."""
-
-    def __init__(self, admin_url: str, pgdata: Path | None = None, handle: Any = None) -> None:
-        self.admin_url = admin_url
-        self.pgdata = pgdata  # set for the embedded server, which tests may stop and restart
-        self.handle = handle
-
-    def url(self, dbname: str) -> str:
-        params = conninfo_to_dict(self.admin_url)
-        params["dbname"] = dbname
-        return make_conninfo(**params)
-
-    def create_database(self, name: str, template: str | None = None) -> str:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
-            conn.execute(stmt)
-        return self.url(name)
-
-    def drop_database(self, name: str) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
 def wait_for(
@@ -76,3 +79,29 @@ class RecordingListener:
                 raise AssertionError(
                     f"listener events not seen within {timeout} s: {self.jobs} {self.bundles}"
                 )
+
+
+class PgServer:
+    """Where the test server is, and how to make and drop databases on it."""
+
+    def __init__(self, admin_url: str, pgdata: Path | None = None, handle: Any = None) -> None:
+        self.admin_url = admin_url
+        self.pgdata = pgdata  # set for the embedded server, which tests may stop and restart
+        self.handle = handle
+
+    def url(self, dbname: str) -> str:
+        params = conninfo_to_dict(self.admin_url)
+        params["dbname"] = dbname
+        return make_conninfo(**params)
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+            conn.execute(stmt)
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

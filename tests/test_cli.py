@@ -22,8 +22,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from conftest import PgServer
-from helpers import wait_for
+from helpers import PgServer, wait_for
 
 import jobqueue
 from jobworker_pg import PostgresService

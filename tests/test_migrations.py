@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from conftest import PgServer
+from helpers import PgServer
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 

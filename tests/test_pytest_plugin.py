@@ -7,7 +7,7 @@ import textwrap
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import PgServer
+from helpers import PgServer
 
 pytest_plugins = ["pytester"]
 
