@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from jobqueue._models import Job, JobBundle, JobDesc
 from jobqueue._payload import encode_json, to_json_value
 
 MAX_NAME_LENGTH = 100
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
@@ -26,7 +28,7 @@ def check_name(value: Any, what: str) -> str:
         raise InvalidJobError(f"{what} must not be empty")
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidJobError(f"{what} is {len(value)} characters long, over the limit of {MAX_NAME_LENGTH}")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL_CHARACTER.search(value):
         raise InvalidJobError(f"{what} {value!r} contains a control character")
     try:
         value.encode("utf-8")

@@ -1,0 +1,114 @@
+"""pg-jobqueue: the public API (PostgresService, WorkerPool with a thread per concurrency slot)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+import jobqueue
+from bench.systems import WorkResult, WorkSpec
+from bench.systems._common import BUNDLE, NOOP, WAIT_TIMEOUT, Counter
+from jobworker import Registry, WorkerPool
+from jobworker_pg import PostgresService, install_schema
+
+
+class PgJobqueue:
+    name = "pg-jobqueue"
+    supports_bundles = True
+    why_no_bundles = ""
+
+    def install(self, url: str) -> None:
+        install_schema(url)
+
+    def enqueue_each(self, url: str, n: int) -> None:
+        with PostgresService(url) as service:
+            for i in range(n):
+                service.add_job(jobqueue.new_job(NOOP, "bench", {"i": i}))
+
+    def enqueue_batches(self, url: str, n: int, batch: int) -> None:
+        with PostgresService(url) as service:
+            for start in range(0, n, batch):
+                idx = range(start, min(n, start + batch))
+                jobs = [jobqueue.new_job(NOOP, "bench", {"i": i}) for i in idx]
+                service.add_jobs(jobs)
+
+    def preload(self, url: str, pending: int, finished: int) -> None:
+        with psycopg.connect(url) as conn:
+            conn.execute("alter table worker.job disable trigger job_inserted")
+            if finished:
+                conn.execute(
+                    """insert into worker.job (id, type, payload, origin, started_at, worker_alive_at,
+                                               stopped_at, attempt, result, created_at)
+                       select gen_random_uuid(), %s, jsonb_build_object('i', g), 'bench',
+                              now(), now(), now(), 1, 'null'::jsonb, now() - interval '1 hour'
+                       from generate_series(1, %s) g""",
+                    (NOOP, finished),
+                )
+            if pending:
+                conn.execute(
+                    """insert into worker.job (id, type, payload, origin)
+                       select gen_random_uuid(), %s, jsonb_build_object('i', g), 'bench'
+                       from generate_series(1, %s) g""",
+                    (NOOP, pending),
+                )
+            conn.execute("alter table worker.job enable trigger job_inserted")
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("vacuum analyze worker.job")
+
+    def preload_bundles(self, url: str, bundles: int, size: int) -> None:
+        with PostgresService(url) as service:
+            for b in range(bundles):
+                descs = [jobqueue.JobDesc(type=NOOP, payload={"b": b, "i": i}) for i in range(size)]
+                service.add_job_bundle(jobqueue.new_job_bundle(BUNDLE, "bench", descs))
+
+    def latency_producer(self, url: str, n: int, interval: float) -> None:
+        with PostgresService(url) as service:
+            next_at = time.monotonic()
+            for _ in range(n):
+                service.add_job(jobqueue.new_job(NOOP, "bench", {"t": time.monotonic()}))
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def count_succeeded(self, url: str) -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "select count(*) from worker.job where stopped_at is not null and error_msg is null"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def work(self, url: str, spec: WorkSpec, ready: Any) -> WorkResult:
+        counter = Counter(spec.target)
+        registry = Registry()
+        if spec.kind == "latency":
+            registry.register(NOOP, lambda job: counter.latency(job.payload["t"]))
+        elif spec.kind == "bundles":
+            registry.register(NOOP, lambda job: counter.job())
+            registry.register_bundle_handler(BUNDLE, lambda bundle: counter.hit())
+        else:
+            registry.register(NOOP, lambda job: counter.hit())
+        service = PostgresService(url, max_size=4)
+        pool = WorkerPool(service, registry)
+        try:
+            if spec.kind == "latency":
+                pool.start_threads(spec.concurrency)
+                time.sleep(0.5)  # let the listener subscribe and the first (empty) claim pass
+                ready()
+                t0 = time.perf_counter()
+            else:
+                ready()
+                t0 = time.perf_counter()
+                pool.start_threads(spec.concurrency)
+            if not counter.done.wait(WAIT_TIMEOUT):
+                raise TimeoutError("target not reached")
+            pool.finish_threads()
+            seconds = time.perf_counter() - t0
+        finally:
+            pool.stop_threads()
+            service.close()
+        return WorkResult(seconds, counter.calls, counter.job_calls, counter.latencies)
+
+
+SYSTEM = PgJobqueue()

@@ -1,0 +1,145 @@
+"""The workloads W1..W6, each run against one system in a fresh database."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.db import fresh_database
+from bench.systems import System, WorkSpec
+from bench.worker import WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+WORKLOADS = ("W1", "W2", "W3c1", "W3c16", "W4", "W5done", "W5backlog", "W6")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    enqueue_each: int = 10_000
+    enqueue_batched: int = 100_000
+    batch: int = 1_000
+    drain: int = 50_000
+    latency_jobs: int = 500
+    latency_interval: float = 0.005
+    scale: int = 1_000_000
+    bundles: int = 1_000
+    bundle_size: int = 10
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            enqueue_each=1_000,
+            enqueue_batched=10_000,
+            drain=5_000,
+            latency_jobs=200,
+            scale=100_000,
+            bundles=100,
+        )
+
+
+@dataclass(slots=True)
+class Result:
+    """One (system, workload) measurement. ``rate`` is jobs (W6: bundles) per second."""
+
+    system: str
+    workload: str
+    seconds: float | None = None
+    rate: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    checked: str = ""  # what the database said afterwards
+    ok: bool = True
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _drain(system: System, url: str, spec: WorkSpec, res: Result, before: int) -> None:
+    proc = WorkerProcess(system.name, url, spec)
+    try:
+        proc.start()
+        work = proc.result(timeout=3600)
+    finally:
+        proc.kill()
+    succeeded = system.count_succeeded(url) - before
+    res.seconds, res.rate = work.seconds, spec.target / work.seconds
+    res.checked = f"{work.calls} handler calls, {succeeded} succeeded in db"
+    res.ok = work.calls >= spec.target and succeeded >= spec.target
+
+
+def run(system: System, workload: str, admin_url: str, sizes: Sizes) -> Result:
+    """Run ``workload`` against ``system`` in a fresh database; never raises."""
+    res = Result(system.name, workload)
+    if workload == "W6" and not system.supports_bundles:
+        res.ok, res.note = True, "n/a: " + system.why_no_bundles
+        return res
+    dbname = f"bench_{system.name.replace('-', '_')}_{workload.lower()}"
+    try:
+        with fresh_database(admin_url, dbname) as url:
+            system.install(url)
+            _run(system, workload, url, sizes, res)
+    except Exception as exc:
+        logger.exception("%s %s failed", system.name, workload)
+        res.ok, res.note = False, f"error: {type(exc).__name__}: {exc}"[:300]
+    return res
+
+
+def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None:
+    if workload == "W1":
+        res.seconds = _timed(lambda: system.enqueue_each(url, s.enqueue_each))
+        res.rate = s.enqueue_each / res.seconds
+    elif workload == "W2":
+        res.seconds = _timed(lambda: system.enqueue_batches(url, s.enqueue_batched, s.batch))
+        res.rate = s.enqueue_batched / res.seconds
+    elif workload in ("W3c1", "W3c16"):
+        system.preload(url, s.drain, 0)
+        _drain(system, url, WorkSpec("drain", 1 if workload == "W3c1" else 16, s.drain), res, 0)
+    elif workload == "W5done":
+        system.preload(url, s.drain, s.scale)
+        before = system.count_succeeded(url)
+        _drain(system, url, WorkSpec("drain", 16, s.drain), res, before)
+    elif workload == "W5backlog":
+        system.preload(url, s.scale, 0)
+        _drain(system, url, WorkSpec("drain", 16, s.drain), res, 0)
+    elif workload == "W4":
+        _latency(system, url, s, res)
+    elif workload == "W6":
+        system.preload_bundles(url, s.bundles, s.bundle_size)
+        spec = WorkSpec("bundles", 16, s.bundles)
+        proc = WorkerProcess(system.name, url, spec)
+        try:
+            proc.start()
+            work = proc.result(timeout=3600)
+        finally:
+            proc.kill()
+        res.seconds, res.rate = work.seconds, s.bundles / work.seconds
+        res.checked = f"{work.calls} bundle handler calls after {work.job_calls} job calls"
+        res.ok = work.calls >= s.bundles and work.job_calls >= s.bundles * s.bundle_size
+    else:
+        raise ValueError(f"unknown workload {workload}")
+
+
+def _latency(system: System, url: str, s: Sizes, res: Result) -> None:
+    proc = WorkerProcess(system.name, url, WorkSpec("latency", 16, s.latency_jobs))
+    try:
+        proc.start()
+        res.seconds = _timed(lambda: system.latency_producer(url, s.latency_jobs, s.latency_interval))
+        work = proc.result(timeout=120)
+    finally:
+        proc.kill()
+    lat = sorted(x * 1000 for x in work.latencies)
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    res.latency_ms = {"p50": q[49], "p95": q[94], "p99": q[98], "max": lat[-1]}
+    res.checked = f"{len(lat)} handler starts"
+    res.ok = len(lat) >= s.latency_jobs
