@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 
 from jobqueue import (
+    DatabaseError,
     InvalidJobError,
     Job,
     JobBundle,
@@ -122,6 +123,9 @@ class PostgresService:
         )
         self._closed = False
         self._close_lock = threading.Lock()
+        # Tokens of claims that failed on a broken connection and may have committed.
+        self._unconfirmed_claims: set[UUID] = set()
+        self._claims_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -377,15 +381,39 @@ class PostgresService:
     # -- the worker's side ---------------------------------------------------------------
 
     def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
-        """WorkerDatabase: claim up to ``limit`` due jobs of ``job_types`` (claim committed)."""
+        """WorkerDatabase: claim up to ``limit`` due jobs of ``job_types`` (claim committed).
+
+        The claim token comes from here, so that a claim whose reply was lost (the
+        connection broke after the commit, as in a server crash) is not lost with it:
+        the next call first takes back the jobs that still carry such a token, instead
+        of leaving them to the reaper with an attempt spent and never run.
+        """
         if limit <= 0 or not job_types:
             return []
-        with self._connection("claim_jobs") as conn:
-            rows = conn.execute(q("claim_jobs"), {"types": list(job_types), "limit": limit}).fetchall()
+        token = uuid4()
+        with self._claims_lock:
+            unconfirmed = list(self._unconfirmed_claims)
+        try:
+            with self._connection("claim_jobs") as conn:
+                recovered = []
+                if unconfirmed:
+                    rows = conn.execute(q("claimed_with_tokens"), {"tokens": unconfirmed}).fetchall()
+                    recovered = [job_from_row(r) for r in rows]
+                params = {"types": list(job_types), "limit": max(limit - len(recovered), 0), "token": token}
+                rows = conn.execute(q("claim_jobs"), params).fetchall() if params["limit"] else []
+            with self._claims_lock:
+                self._unconfirmed_claims.difference_update(unconfirmed)
+            if recovered:
+                logger.info("took back %d jobs of a claim whose reply was lost", len(recovered))
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, psycopg.OperationalError):  # it may have committed
+                with self._claims_lock:
+                    self._unconfirmed_claims.add(token)
+            raise
         jobs = [job_from_row(r) for r in rows]
         # UPDATE ... RETURNING does not keep the subquery's order: restore it.
         jobs.sort(key=lambda j: (-j.priority, j.created_at, j.id))
-        return jobs
+        return recovered + jobs
 
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
         """WorkerDatabase: write many outcomes in one transaction; returns the ids applied."""

@@ -115,7 +115,7 @@ where stopped_at is not null and error_msg is null and bundle_id is null
   and (%(older_than)s::float8 is null
        or stopped_at < now() - make_interval(secs => %(older_than)s::float8))
 
--- claim_jobs: take up to `limit` due jobs for this worker, committing the claim before any runs
+-- claim_jobs: take up to `limit` due jobs for this worker, committing the claim before any runs; the token is new for every claim
 with next as (
     select id
     from worker.job
@@ -129,7 +129,7 @@ with next as (
 update worker.job j
 set started_at = now(),
     worker_alive_at = now(),
-    claim_token = gen_random_uuid(),                           -- fences later writes to this attempt
+    claim_token = %(token)s,                                   -- this claim's; fences later writes
     attempt = j.attempt + 1,                                   -- counted now: a crash still counts
     updated_at = now()
 from next
@@ -138,6 +138,13 @@ returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retr
           j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
           j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
           j.cancelled_at, j.claim_token
+
+-- claimed_with_tokens: jobs a claim took whose reply was lost (the connection broke after the commit)
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+from worker.job
+where claim_token = any(%(tokens)s::uuid[]) and started_at is not null and stopped_at is null
 
 -- lock_outcome_bundles: lock the bundles of jobs about to stop in id order, so concurrent completers cannot deadlock on bundle counters
 select b.id

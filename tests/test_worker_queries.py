@@ -29,7 +29,8 @@ def test_claim_returns_a_batch_in_claim_order(service: PostgresService) -> None:
     claimed = service.claim_jobs(["t"], 30)
     expected = sorted(jobs, key=lambda j: (-j.priority, j.id))
     assert [j.id for j in claimed] == [j.id for j in expected]
-    assert len({j.claim_token for j in claimed}) == 30
+    assert len({j.claim_token for j in claimed}) == 1  # one token per claim; (id, token) is unique
+    assert service.claim_jobs(["t"], 1) == []
     assert all(j.attempt == 1 and j.started_at is not None for j in claimed)
 
 
@@ -225,3 +226,43 @@ def test_install_schema_without_a_url_says_where_it_looked(monkeypatch: pytest.M
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(jobqueue.InvalidJobError, match="DATABASE_URL"):
         install_schema()
+
+
+def test_a_claim_whose_reply_was_lost_is_taken_back_by_the_next_claim(
+    service: PostgresService, db_url: str
+) -> None:
+    import uuid
+
+    jobs = service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])
+    # What a claim does when the server commits it and the connection breaks before the reply.
+    token = uuid.uuid4()
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "update worker.job set started_at = now(), worker_alive_at = now(), attempt = attempt + 1,"
+            " claim_token = %s where id = any(%s)",
+            (token, [jobs[0].id, jobs[1].id]),
+        )
+    service._unconfirmed_claims.add(token)  # claim_jobs records it on a broken connection
+    claimed = service.claim_jobs(["t"], 3)
+    assert [j.id for j in claimed] == [jobs[0].id, jobs[1].id, jobs[2].id]
+    assert [j.attempt for j in claimed] == [1, 1, 1]  # taken back, not claimed a second time
+    assert claimed[0].claim_token == token and claimed[2].claim_token != token
+    assert service._unconfirmed_claims == set()
+    assert service.claim_jobs(["t"], 3) == []
+
+
+def test_a_claim_that_fails_on_a_broken_connection_is_remembered(
+    service: PostgresService, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.add_job(jobqueue.new_job("t", "o", None))
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(psycopg.Connection, "execute", broken)
+    with pytest.raises(jobqueue.DatabaseError):
+        service.claim_jobs(["t"], 1)
+    monkeypatch.undo()
+    assert len(service._unconfirmed_claims) == 1
+    assert len(service.claim_jobs(["t"], 1)) == 1
+    assert service._unconfirmed_claims == set()
