@@ -14,7 +14,8 @@ from jobqueue._models import Job, JobBundle, JobDesc
 from jobqueue._payload import encode_json, to_json_value
 
 MAX_NAME_LENGTH = 100
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 control characters and DEL (Unicode category Cc).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
@@ -118,7 +119,7 @@ def new_job(
     start_at = check_start_at(start_at)
     job_id = _check_id(id)
     value = to_json_value(payload)
-    text = encode_json(value)
+    encode_json(value)  # validates; add() encodes again, as the payload may change meanwhile
     job = Job.model_construct(
         id=job_id,
         bundle_id=None,
@@ -142,7 +143,6 @@ def new_job(
         cancelled_at=None,
         claim_token=None,
     )
-    job._payload_json = (value, text)
     return job
 
 
@@ -190,23 +190,26 @@ def new_job_bundle(
 
 
 def payload_json(job: Job) -> str:
-    """The job's payload as JSON text, validated; reuses the text new_job already made."""
+    """The job's payload as JSON text: the text :func:`check_job` made in this add() if the
+    payload is still that object, else encoded (and validated) now."""
     cached = job._payload_json
     if cached is not None and cached[0] is job.payload:
         return cached[1]
-    text = encode_json(job.payload)
-    job._payload_json = (job.payload, text)
-    return text
+    return encode_json(job.payload)
 
 
 def check_job(job: Any) -> Job:
-    """Validate a Job handed to add(): its fields may have been changed after new_job()."""
+    """Validate a Job handed to add(): its fields (the payload too, even in place) may have
+    been changed since new_job(), so everything is checked again, payload encoding included."""
     if not isinstance(job, Job):
         raise InvalidJobError(f"expected a jobqueue.Job (see jobqueue.new_job), got {type(job).__name__}")
+    job.id = check_uuid(job.id, "id")
+    if job.bundle_id is not None:
+        job.bundle_id = check_uuid(job.bundle_id, "bundle_id")
     check_name(job.type, "job type")
     check_name(job.origin, "origin")
     _check_int(job.priority, "priority", _INT64_MIN, _INT64_MAX)
     _check_int(job.max_retry_count, "max_retry_count", 0, _INT32_MAX)
     check_start_at(job.start_at)
-    payload_json(job)
+    job._payload_json = (job.payload, encode_json(job.payload))
     return job

@@ -66,8 +66,8 @@ class Job(BaseModel):
     cancelled_at: datetime | None = None
     claim_token: UUID | None = None
 
-    # (payload object, its JSON text) from validation, so enqueueing does not encode twice;
-    # ignored once ``payload`` is replaced by another object.
+    # (payload object, its JSON text) as checked by the add() in progress, so that building
+    # the insert's parameters does not encode again.
     _payload_json: tuple[Any, str] | None = PrivateAttr(default=None)
 
     @property

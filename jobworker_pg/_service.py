@@ -40,7 +40,7 @@ from jobworker_pg._inserts import (
     jobs_params,
     must_open_transaction,
 )
-from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
+from jobworker_pg._listener import DEFAULT_PING_INTERVAL, MAX_RECONNECT_DELAY, NotificationListener
 from jobworker_pg._queries import q
 from jobworker_pg._rows import bundle_from_row, job_from_row
 
@@ -111,6 +111,10 @@ class PostgresService:
                 # Autocommit: a single statement is one round trip; several run in transaction().
                 kwargs={**(connect_kwargs or {}), "autocommit": True},
                 check=_check_idle_connection,
+                # Give up one series of reconnection attempts (1, 2, 4 s apart) after 10 s and
+                # start a new one when needed, so an outage of any length is followed by a
+                # reconnect within seconds, not after a backoff grown as long as the outage.
+                reconnect_timeout=MAX_RECONNECT_DELAY,
                 name="jobqueue",
                 open=True,
             )
@@ -159,7 +163,13 @@ class PostgresService:
         errors translated."""
         self._check_open(action)
         with translate_errors(action), self._pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            except pg_errors.ReadOnlySqlTransaction:
+                # The session was opened while the database was read-only and keeps that
+                # default: close it, so that the pool opens a fresh one once it is writable.
+                conn.close()
+                raise
 
     def _write(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` in its own transaction, retrying deadlocks and serialization failures."""
