@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from helpers import PgServer
+from processes import ThrowawayPostgres
 
 from jobworker_pg import PostgresService, install_schema
 
@@ -80,3 +81,13 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A plain psycopg connection to the test database (not autocommit)."""
     with psycopg.connect(db_url) as c:
         yield c
+
+
+@pytest.fixture
+def throwaway() -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL server of this test's own, which it may stop and restart."""
+    pg = ThrowawayPostgres()
+    try:
+        yield pg
+    finally:
+        pg.cleanup()

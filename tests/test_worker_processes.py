@@ -143,15 +143,6 @@ def test_poison_pill_ends_failed_after_its_attempts(
     wait_until(lambda: all(service.get_job(j.id).succeeded for j in healthy), 30, "other jobs finish")
 
 
-@pytest.fixture
-def throwaway() -> Iterator[ThrowawayPostgres]:
-    pg = ThrowawayPostgres()
-    try:
-        yield pg
-    finally:
-        pg.cleanup()
-
-
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_postgres_restart_during_a_drain_loses_no_job(
     throwaway: ThrowawayPostgres, workers: list[WorkerProcess], mode: str

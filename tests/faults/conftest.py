@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from faultkit import Fleet, report_path
-from processes import ThrowawayPostgres
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,13 +23,3 @@ def fleet() -> Iterator[Fleet]:
         yield workers
     finally:
         workers.close()
-
-
-@pytest.fixture
-def throwaway() -> Iterator[ThrowawayPostgres]:
-    """A PostgreSQL server of this test's own, which it may stop and restart."""
-    pg = ThrowawayPostgres()
-    try:
-        yield pg
-    finally:
-        pg.cleanup()
