@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable
 
 from jobqueue import JobQueueError
@@ -37,15 +39,25 @@ JobTimeoutError.__module__ = "jobworker"
 InvalidPayloadError.__module__ = "jobworker"
 
 
+#: The same error (same type, same activity) is logged at most once per this many seconds.
+REPEAT_LOG_SECONDS = 30.0
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
+
+
 class ErrorReporter:
     """Logs errors that happen outside handlers and passes them to the ``on_error`` callback.
 
+    During an outage the same error comes back at every heartbeat and retry: it is
+    logged with its traceback once, then at most once per ``REPEAT_LOG_SECONDS`` with
+    the number of repeats, so the log grows at a bounded rate. The callback sees every one.
     Thread-safe: reporting reads the callback once; a callback that raises is logged.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callback: ErrorCallback | None = None
+        # (error type, activity with numbers blanked) -> (last logged at, repeats since)
+        self._recent: dict[tuple[str, str], tuple[float, int]] = {}
 
     def set_callback(self, callback: ErrorCallback | None) -> None:
         """Replace the callback (None removes it)."""
@@ -56,9 +68,21 @@ class ErrorReporter:
 
     def __call__(self, exc: BaseException, what: str) -> None:
         """Log ``exc`` as happening during ``what`` and hand it to the callback."""
-        logger.error("%s: %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+        key = (type(exc).__qualname__, _NUMBERS.sub("N", what))
+        now = time.monotonic()
         with self._lock:
+            entry = self._recent.get(key)
+            first = entry is None
+            repeats = 0 if entry is None else entry[1]
+            log_now = entry is None or now - entry[0] >= REPEAT_LOG_SECONDS
+            if log_now:
+                self._recent[key] = (now, 0)
+            elif entry is not None:
+                self._recent[key] = (entry[0], repeats + 1)
             callback = self._callback
+        if log_now:
+            more = f" ({repeats} more like this in the last {REPEAT_LOG_SECONDS:.0f} s)" if repeats else ""
+            logger.error("%s: %s: %s%s", what, type(exc).__name__, exc, more, exc_info=exc if first else None)
         if callback is None:
             return
         try:
