@@ -167,17 +167,37 @@ class Slots:
         return min(deadlines, default=None)
 
     def claims(self) -> list[tuple[UUID, UUID]]:
-        """``(job_id, claim_token)`` of every in-flight run, for the heartbeat."""
+        """``(job_id, claim_token)`` of every in-flight run whose claim is not known lost,
+        for the heartbeat."""
         with self._lock:
             runs = [*self._pending, *self._active.values()]
-        return [(r.job.id, r.job.claim_token) for r in runs if r.job.claim_token is not None]
+        return [
+            (r.job.id, r.job.claim_token)
+            for r in runs
+            if r.job.claim_token is not None and not r.context.cancelled
+        ]
 
     def cancel(self, job_ids: set[UUID]) -> list[Run]:
-        """Cancel the contexts of these in-flight runs (their claim was lost)."""
+        """These runs' claims were lost (reclaimed or reset elsewhere): drop the ones not
+        started yet, so that they never run beside their new owner, and cancel the contexts
+        of running ones. Returns the runs newly cancelled (each is reported once)."""
         with self._lock:
-            runs = [r for r in [*self._pending, *self._active.values()] if r.job.id in job_ids]
+            runs = [
+                r
+                for r in [*self._pending, *self._active.values()]
+                if r.job.id in job_ids and not r.context.cancelled
+            ]
+            dropped = [r for r in runs if r.state is RunState.PENDING]
+            for run in dropped:
+                self._pending.remove(run)
+                run.state = RunState.ABANDONED
+                self._per_type[run.job.type] -= 1
+            if dropped:
+                self._changed.notify_all()
         for run in runs:
             run.context.cancel()
+        for run in dropped:
+            self._on_free(run.job.type)
         return runs
 
     def close(self) -> None:

@@ -583,3 +583,28 @@ def test_module_functions_drive_the_default_pool(db: FakeDatabase) -> None:
         jobworker.stop_threads()
         jobworker.set_database(None)
         jobworker.unregister("unit.default-pool")
+
+
+def test_a_lost_claim_leaves_the_heartbeat_and_is_reported_once(
+    db: FakeDatabase, registry: Registry, pool: WorkerPool, gates: Gates, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate, started = gates.new(), threading.Event()
+
+    def handler(job: Job) -> None:
+        started.set()
+        gate.wait(10)  # ignores the cancellation, as a handler may
+
+    registry.register("t", handler)
+    job = add(db, "t")
+    pool.start_threads(1)
+    assert started.wait(10)
+    caplog.set_level(logging.WARNING, logger="jobworker._maintenance")
+    with db._lock:  # another worker reclaimed the job
+        db.jobs[job.id].claim_token = None
+    lost_at = len(db.heartbeat_calls)
+    db.wait_for(lambda: len(db.heartbeat_calls) >= lost_at + 4)
+    with db._lock:
+        later = db.heartbeat_calls[lost_at + 1 :]
+    assert all(job.id not in {job_id for job_id, _ in call} for call in later)
+    assert len([r for r in caplog.records if "reclaimed or reset elsewhere" in r.getMessage()]) == 1
+    gate.set()
