@@ -119,7 +119,9 @@ def main() -> None:
     for job_type in served.split(",") if served else handlers:
         jobworker.register(job_type, handlers[job_type])
 
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url) as conn:
+        # Workers start together: concurrent CREATE TABLE IF NOT EXISTS can still collide.
+        conn.execute("select pg_advisory_xact_lock(4242)")
         conn.execute(EXEC_LOG_DDL)
     init_job_queue(url)
     stop = threading.Event()
