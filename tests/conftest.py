@@ -20,6 +20,7 @@ import pytest
 from helpers import PgServer
 from processes import ThrowawayPostgres
 
+import jobqueue
 from jobworker_pg import PostgresService, install_schema
 
 TEST_URL_ENV = "JOBQUEUE_TEST_DATABASE_URL"
@@ -74,6 +75,13 @@ def service(db_url: str) -> Iterator[PostgresService]:
         yield svc
     finally:
         svc.close()
+
+
+@pytest.fixture
+def current(service: PostgresService) -> Iterator[PostgresService]:
+    """``service`` as the current service for the test (``jobqueue.use_service``)."""
+    with jobqueue.use_service(service):
+        yield service
 
 
 @pytest.fixture

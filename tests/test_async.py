@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import uuid4
 
@@ -62,12 +62,6 @@ async def add(op: str, conn: Any) -> None:
     else:
         bundle = jobqueue.new_job_bundle("b", "o", [JobDesc(type="t", payload=i) for i in range(2)])
         await jobqueue.add_bundle_async(bundle, conn=conn)
-
-
-@pytest.fixture
-def current(service: PostgresService) -> Iterator[PostgresService]:
-    with jobqueue.use_service(service):
-        yield service
 
 
 @pytest.mark.parametrize("op", OPS)

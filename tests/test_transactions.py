@@ -65,12 +65,6 @@ def add(op: str, conn: Any) -> list[str]:
     return ["t"]
 
 
-@pytest.fixture
-def current(service: PostgresService) -> Iterator[PostgresService]:
-    with jobqueue.use_service(service):
-        yield service
-
-
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_add_in_rolled_back_transaction_leaves_no_row_and_no_notification(
