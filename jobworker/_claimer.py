@@ -2,8 +2,9 @@
 
 It sleeps until there is a reason to claim (a job_available wake-up, the
 polling interval, a scheduled job falling due, a freed slot after a full batch)
-and there is an idle slot; one ``claim_jobs`` round trip then fills every idle
-slot it can. Job types at their ``max_concurrency`` are left out.
+and there is room (an idle thread, or with ``prefetch`` a buffer half empty); one
+``claim_jobs`` round trip then fills every free place it can. Job types at
+their ``max_concurrency`` are left out.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Claimer:
                     self._next_due, self._requested = None, True
                 if self._next_poll is not None and self._poll_interval is not None and now >= self._next_poll:
                     self._next_poll, self._requested = now + self._poll_interval, True
-                if self._requested and self._slots.idle() > 0:
+                if self._requested and self._slots.claimable() > 0:
                     self._requested = False
                     return True
                 timeouts = [IDLE_WAIT_SECONDS]

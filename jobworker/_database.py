@@ -75,6 +75,12 @@ class WorkerDatabase(Protocol):
         in one statement; returns the ids that were still current."""
         ...
 
+    def release_claims(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        """Give back claimed jobs whose handler never started (a stopping pool's
+        prefetched jobs): each ``(job_id, claim_token)`` still current becomes available
+        again with its attempt uncounted, in one statement; returns the ids released."""
+        ...
+
     def reap_dead_jobs(self, dead_for: timedelta) -> int:
         """End or requeue running jobs whose heartbeat is older than ``dead_for``.
 

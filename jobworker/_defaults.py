@@ -130,6 +130,7 @@ def configure(
     heartbeat_interval: Duration | None = None,
     dead_for: Duration | None = None,
     reaper_interval: Duration | None = None,
+    prefetch: int | None = None,
 ) -> WorkerSettings:
     """Change the default pool's settings; see :meth:`WorkerPool.configure`."""
     return _pool.configure(
@@ -137,6 +138,7 @@ def configure(
         heartbeat_interval=heartbeat_interval,
         dead_for=dead_for,
         reaper_interval=reaper_interval,
+        prefetch=prefetch,
     )
 
 

@@ -83,11 +83,13 @@ class WorkerPool:
         heartbeat_interval: Duration | None = None,
         dead_for: Duration | None = None,
         reaper_interval: Duration | None = None,
+        prefetch: int | None = None,
     ) -> WorkerSettings:
         """Change settings (None keeps a value); they apply from the next start_threads().
 
         Durations are timedeltas or seconds. Raises ValueError for a non-positive
-        duration or a ``dead_for`` under 3 x ``heartbeat_interval``.
+        duration or a ``dead_for`` under 3 x ``heartbeat_interval``. ``prefetch``: jobs
+        claimed ahead of free threads (see :class:`WorkerSettings`).
         """
         with self._lock:
             self._settings = self._settings.replace(
@@ -95,6 +97,7 @@ class WorkerPool:
                 heartbeat_interval=heartbeat_interval,
                 dead_for=dead_for,
                 reaper_interval=reaper_interval,
+                prefetch=prefetch,
             )
             return self._settings
 

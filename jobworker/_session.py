@@ -69,7 +69,7 @@ class Session:
         self._worker_numbers = itertools.count(1)
         self._workers: list[_Worker] = []
         self._workers_lock = threading.Lock()
-        self.slots = Slots(width, self._slot_freed)
+        self.slots = Slots(width, self._slot_freed, settings.prefetch)
         self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
         self.claimer = Claimer(
             database, handlers, self.slots, self._claimed, report, poll_interval, f"{name}-claimer"
@@ -102,6 +102,7 @@ class Session:
         self._unsubscribe()
         self.claimer.stop(JOIN_TIMEOUT)
         self.slots.close()
+        self._release(self.slots.drop_pending())
         drained = self.slots.wait_drained(deadline)
         if not drained:
             for run in self.slots.abandon():
@@ -119,6 +120,8 @@ class Session:
         """Hard stop: stop claiming, disown running jobs, try one last write, return."""
         self._unsubscribe()
         self.claimer.stop(JOIN_TIMEOUT)
+        self.slots.close()
+        self._release(self.slots.drop_pending())
         for run in self.slots.abandon():
             logger.warning(
                 "stop_threads: job %s left running; it is requeued once its heartbeat is stale",
@@ -127,6 +130,29 @@ class Session:
             )
         self.maintenance.stop(JOIN_TIMEOUT)
         self.writer.stop(JOIN_TIMEOUT)
+
+    def _release(self, runs: list[Run]) -> None:
+        """Give back claimed jobs that never started, so they run elsewhere at once, their
+        attempt uncounted (left claimed, the reaper would count them as crashed). Waits at
+        most JOIN_TIMEOUT: with the database down, stopping must not hang on it."""
+        claims = [(r.job.id, r.job.claim_token) for r in runs if r.job.claim_token is not None]
+        if not claims:
+            return
+
+        def release() -> None:
+            try:
+                released = self.database.release_claims(claims)
+            except Exception as exc:
+                self.report(
+                    exc,
+                    f"giving back {len(claims)} unstarted claimed jobs (the reaper will requeue them)",
+                )
+                return
+            logger.info("gave back %d claimed jobs that did not start", len(released))
+
+        thread = threading.Thread(target=release, name=f"{self.name}-release", daemon=True)
+        thread.start()
+        thread.join(JOIN_TIMEOUT)
 
     def _unsubscribe(self) -> None:
         try:

@@ -14,6 +14,8 @@ DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
 DEFAULT_DEAD_FOR = timedelta(seconds=60)
 #: ``dead_for`` must be at least this many heartbeat intervals.
 DEAD_FOR_HEARTBEATS = 3
+#: Upper bound of ``prefetch``: claimed jobs waiting in memory hold their claim.
+MAX_PREFETCH = 10_000
 
 
 def to_timedelta(value: Duration, what: str, *, allow_zero: bool = False) -> timedelta:
@@ -38,14 +40,22 @@ class WorkerSettings:
 
     ``reaper_interval`` None means "the heartbeat interval". Raises ValueError when
     ``dead_for`` is shorter than three heartbeat intervals (a live worker would look dead).
+
+    ``prefetch`` is how many jobs the pool claims ahead of its free threads, so that a
+    thread that ends a job starts the next one from memory, without a round trip. 0 (the
+    default) claims only for free threads. A prefetched job holds a claim: a graceful stop
+    gives it back uncounted, but if the process is killed (SIGKILL, OOM) the reaper counts
+    that attempt as a crash, like a job that was running.
     """
 
     job_timeout: timedelta = DEFAULT_JOB_TIMEOUT
     heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
     dead_for: timedelta = DEFAULT_DEAD_FOR
     reaper_interval: timedelta | None = None
+    prefetch: int = 0
 
     def __post_init__(self) -> None:
+        check_prefetch(self.prefetch)
         to_timedelta(self.job_timeout, "job_timeout")
         to_timedelta(self.heartbeat_interval, "heartbeat_interval")
         to_timedelta(self.dead_for, "dead_for")
@@ -69,8 +79,9 @@ class WorkerSettings:
         heartbeat_interval: Duration | None = None,
         dead_for: Duration | None = None,
         reaper_interval: Duration | None = None,
+        prefetch: int | None = None,
     ) -> WorkerSettings:
-        """New settings with the given durations changed (None keeps the current value)."""
+        """New settings with the given values changed (None keeps the current value)."""
         return WorkerSettings(
             job_timeout=self.job_timeout if job_timeout is None else to_timedelta(job_timeout, "job_timeout"),
             heartbeat_interval=(
@@ -84,4 +95,14 @@ class WorkerSettings:
                 if reaper_interval is None
                 else to_timedelta(reaper_interval, "reaper_interval")
             ),
+            prefetch=self.prefetch if prefetch is None else check_prefetch(prefetch),
         )
+
+
+def check_prefetch(value: int) -> int:
+    """``value`` if it is a valid ``prefetch``; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"prefetch must be an int, got {type(value).__name__}")
+    if not 0 <= value <= MAX_PREFETCH:
+        raise ValueError(f"prefetch must be between 0 and {MAX_PREFETCH}, got {value}")
+    return value

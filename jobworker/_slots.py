@@ -1,6 +1,7 @@
 """The in-flight jobs of a running pool, under one lock: claimed, running, finishing.
 
-A pool of width N holds at most N non-timed-out jobs. A job that overruns its
+A pool of width N runs at most N non-timed-out jobs, and holds at most
+``prefetch`` more claimed ones waiting for a thread. A job that overruns its
 deadline leaves its slot at once (its thread is retired and replaced), so the
 next claim can use the slot while the stray handler keeps running.
 """
@@ -63,8 +64,10 @@ class Slots:
     ``on_free(job_type)`` is called, outside the lock, whenever a slot frees.
     """
 
-    def __init__(self, width: int, on_free: Callable[[str], None]) -> None:
+    def __init__(self, width: int, on_free: Callable[[str], None], prefetch: int = 0) -> None:
         self.width = width
+        self.prefetch = prefetch
+        self._capacity = width + prefetch
         self._on_free = on_free
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # worker threads wait for pending runs
@@ -82,9 +85,17 @@ class Slots:
             return self._closed
 
     def idle(self) -> int:
-        """Free slots."""
+        """Free places: jobs that may be claimed now (threads plus prefetch, minus in-flight)."""
         with self._lock:
-            return self.width - len(self._pending) - len(self._active)
+            return self._capacity - len(self._pending) - len(self._active)
+
+    def claimable(self) -> int:
+        """How many jobs to claim now: the free places, or 0 while more than half of the
+        prefetch is still waiting, so that claims come in batches, not one per ended job."""
+        with self._lock:
+            if self.prefetch and len(self._pending) > self.prefetch // 2:
+                return 0
+            return self._capacity - len(self._pending) - len(self._active)
 
     def busy_by_type(self) -> dict[str, int]:
         """In-flight runs per job type."""
@@ -206,6 +217,21 @@ class Slots:
             self._closed = True
             self._work.notify_all()
             self._changed.notify_all()
+
+    def drop_pending(self) -> list[Run]:
+        """Take every run not started yet out of the slots (they are given back to the
+        queue by the caller); threads see an empty queue."""
+        with self._lock:
+            dropped = list(self._pending)
+            self._pending.clear()
+            for run in dropped:
+                run.state = RunState.ABANDONED
+                self._per_type[run.job.type] -= 1
+            if dropped:
+                self._changed.notify_all()
+        for run in dropped:
+            run.context.cancel()
+        return dropped
 
     def abandon(self) -> list[Run]:
         """Hard stop: drop pending runs, disown running ones (their late results are

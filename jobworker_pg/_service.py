@@ -464,6 +464,16 @@ class PostgresService:
         params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
         return self._write("heartbeat", lambda c: {row[0] for row in c.execute(q("heartbeat"), params)})
 
+    def release_claims(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        """WorkerDatabase: give back claimed, never started jobs (attempt uncounted)."""
+        if not claims:
+            return set()
+        ordered = sorted(claims)  # fixed lock order, as for heartbeats
+        params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
+        return self._write(
+            "release_claims", lambda c: {row[0] for row in c.execute(q("release_claims"), params)}
+        )
+
     def reap_dead_jobs(self, dead_for: timedelta | float) -> int:
         """WorkerDatabase: requeue or fail running jobs whose heartbeat is older than ``dead_for``."""
         seconds = _seconds(dead_for, "dead_for")

@@ -174,7 +174,10 @@ from unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(kinds)s::text[], %(results)s:
             %(error_msgs)s::text[], %(error_types)s::text[], %(error_datas)s::text[],
             %(retry_delays)s::float8[])
      as o(id, token, kind, result, error_msg, error_type, error_data, retry_delay)
-where j.id = o.id and j.claim_token = o.token and j.stopped_at is null and j.started_at is not null
+where j.id = o.id and j.claim_token = o.token and j.stopped_at is null
+  -- "started_at is not null", spelled so that the planner cannot scan job_running_idx for it:
+  -- with stale statistics it would, and that index holds a dead entry per job ever run
+  and num_nonnulls(j.started_at) = 1
 returning j.id
 
 -- heartbeat: mark this process's claims alive in one statement (input sorted by id: fixed lock order)
@@ -182,6 +185,18 @@ update worker.job j
 set worker_alive_at = now()
 from unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) as c(id, token)
 where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
+returning j.id
+
+-- release_claims: give back claimed jobs that never started (a stopping pool's prefetched jobs): available again, the attempt uncounted
+update worker.job j
+set started_at = null,
+    worker_alive_at = null,
+    claim_token = null,
+    attempt = j.attempt - 1,
+    updated_at = now()
+from unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) as c(id, token)
+where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
+  and num_nonnulls(j.started_at) = 1  -- not "is not null": see save_outcomes
 returning j.id
 
 -- reap_dead_jobs: requeue (or fail, when no attempt is left) running jobs whose worker stopped its heartbeat

@@ -47,6 +47,7 @@ class FakeDatabase:
         self.save_calls: list[list[Outcome]] = []  # successful writes only
         self.heartbeat_calls: list[list[tuple[UUID, UUID]]] = []
         self.reap_calls: list[timedelta] = []
+        self.release_calls: list[list[tuple[UUID, UUID]]] = []
         self.next_job_calls = 0
         self.failed_save_calls = 0
         self._inserted: list[str] = []  # job types inserted by the current save_outcomes
@@ -224,6 +225,22 @@ class FakeDatabase:
                     alive.add(job_id)
             self._changed.notify_all()
             return alive
+
+    def release_claims(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        with self._lock:
+            self._maybe_fail("release_claims")
+            self.release_calls.append(list(claims))
+            released = set()
+            for job_id, token in claims:
+                job = self._current(job_id, token)
+                if job is not None:
+                    job.started_at = job.worker_alive_at = job.claim_token = None
+                    job.attempt -= 1
+                    released.add(job_id)
+            self._changed.notify_all()
+        if released and self.wakeup is not None:
+            self.wakeup(None)
+        return released
 
     def reap_dead_jobs(self, dead_for: timedelta) -> int:
         with self._lock:
