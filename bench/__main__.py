@@ -14,6 +14,7 @@ from pathlib import Path
 from bench import report
 from bench.db import server, server_version
 from bench.systems import MODULES, load
+from bench.systems.pgjobqueue import DEFAULT_PREFETCH, PREFETCH_ENV
 from bench.workloads import WORKLOADS, Result, Sizes, run
 
 RESULTS = Path(__file__).parent / "results"
@@ -30,7 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, of {','.join(WORKLOADS)}",
     )
     p.add_argument("--chart", type=Path, help="also write the chart here (e.g. docs/performance.png)")
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=DEFAULT_PREFETCH,
+        help=f"pg-jobqueue's WorkerPool prefetch (default {DEFAULT_PREFETCH}; 0 is the library's default)",
+    )
     args = p.parse_args(argv)
+    os.environ[PREFETCH_ENV] = str(args.prefetch)  # read by the spawned worker processes
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("jobworker", "jobworker_pg", "pgqueuer", "procrastinate", "psycopg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -56,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
+        "pg-jobqueue prefetch": args.prefetch,
         "sizes": dataclasses.asdict(sizes),
         "postgresql": version,
         "python": platform.python_version(),

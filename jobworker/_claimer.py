@@ -119,7 +119,10 @@ class Claimer:
         with self._cond:
             if self._more or job_type in self._capped:
                 self._requested = True
-            self._cond.notify_all()
+            # Wake the claimer only when it would claim (with prefetch, most freed slots
+            # leave the buffer more than half full).
+            if self._requested and self._slots.claimable() > 0:
+                self._cond.notify_all()
 
     def job_due_in(self, seconds: float) -> None:
         """A job of ours becomes due in ``seconds`` (a retry was scheduled)."""
@@ -183,10 +186,11 @@ class Claimer:
                 more = True
                 break
             jobs = self._database.claim_jobs(call.job_types, limit)
-            for job in jobs:
-                logger.debug(
-                    "claimed job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "claim")
-                )
+            if logger.isEnabledFor(logging.DEBUG):  # spare building each record's extra
+                for job in jobs:
+                    logger.debug(
+                        "claimed job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "claim")
+                    )
             if jobs:
                 self._on_claimed(jobs)
             idle -= len(jobs)

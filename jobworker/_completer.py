@@ -65,7 +65,10 @@ class OutcomeWriter:
                 )
                 return
             self._buffer.append((outcome, job))
-            self._cond.notify_all()
+            # The writer waits for the first outcome, then COALESCE_SECONDS for company: wake it
+            # for the first and for a full batch only, not once per job.
+            if len(self._buffer) == 1 or len(self._buffer) >= MAX_BATCH:
+                self._cond.notify_all()
 
     def pending_claims(self) -> list[tuple[UUID, UUID]]:
         """Claims whose outcomes are not saved yet: they still need heartbeats."""

@@ -22,22 +22,34 @@ class JobContext:
     Thread-safe.
     """
 
-    __slots__ = ("_cancelled", "_database", "deadline", "job")
+    __slots__ = ("_cancelled", "_database", "_event", "deadline", "job")
+
+    # Guards the lazy creation of the events: one per process, as waiting is rare and an
+    # Event per job (a Condition and a lock) is a cost on the hot path.
+    _event_lock = threading.Lock()
 
     def __init__(self, job: Job, deadline: datetime, database: WorkerDatabase | None) -> None:
         self.job = job
         self.deadline = deadline
         self._database = database
-        self._cancelled = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once the attempt's result will no longer be used."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def wait_cancelled(self, timeout: Duration) -> bool:
         """Wait up to ``timeout`` for cancellation; True if cancelled (a cancellable sleep)."""
-        return self._cancelled.wait(to_timedelta(timeout, "timeout", allow_zero=True).total_seconds())
+        seconds = to_timedelta(timeout, "timeout", allow_zero=True).total_seconds()
+        with self._event_lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._cancelled:
+                    self._event.set()
+            event = self._event
+        return event.wait(seconds)
 
     def seconds_left(self) -> float:
         """Seconds until the deadline (negative once past)."""
@@ -45,7 +57,10 @@ class JobContext:
 
     def cancel(self) -> None:
         """Mark the attempt cancelled (called by the pool)."""
-        self._cancelled.set()
+        with self._event_lock:
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
 
 
 _current: ContextVar[JobContext | None] = ContextVar("jobworker_job_context", default=None)

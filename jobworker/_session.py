@@ -198,7 +198,8 @@ class Session:
     def execute(self, run: Run) -> None:
         """Run one attempt on the calling worker thread and hand its outcome to the writer."""
         job = run.job
-        logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
+        if logger.isEnabledFor(logging.DEBUG):  # the hot path: spare building the extra
+            logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
         with use_context(run.context):
             run_before_hooks(self.registry, job, self.report)
             result_json, error = call_handler(run.handler, job)
@@ -235,7 +236,8 @@ class Session:
     def _submit(self, run: Run, outcome: Outcome, error: BaseException | None) -> None:
         job = run.job
         if outcome.kind is OutcomeKind.SUCCEEDED:
-            logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))
         elif outcome.kind is OutcomeKind.RETRY:
             assert outcome.retry_delay is not None
             logger.info(
@@ -259,6 +261,7 @@ class Session:
         self.writer.submit(outcome, job)
 
     def _saved(self, saved: list[tuple[Outcome, Job]], applied: set[UUID]) -> None:
+        debug = logger.isEnabledFor(logging.DEBUG)
         for outcome, job in saved:
             if outcome.job_id not in applied:
                 logger.warning(
@@ -267,7 +270,8 @@ class Session:
                     extra=job_extra(job, "not-saved"),
                 )
                 continue
-            logger.debug("outcome of job %s saved", job.id, extra=job_extra(job, "saved"))
+            if debug:
+                logger.debug("outcome of job %s saved", job.id, extra=job_extra(job, "saved"))
             if outcome.kind is OutcomeKind.RETRY and outcome.retry_delay is not None:
                 self.claimer.job_due_in(outcome.retry_delay.total_seconds())
 

@@ -71,7 +71,11 @@ class Slots:
         self._on_free = on_free
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # worker threads wait for pending runs
-        self._changed = threading.Condition(self._lock)  # deadlines or occupancy changed
+        # Maintenance waits here until its next wake-up; it is woken early only by a deadline
+        # earlier than that (not by every job start and end: that cost two wake-ups per job).
+        self._changed = threading.Condition(self._lock)
+        self._watch_until = 0.0  # monotonic time the maintenance wait ends
+        self._emptied = threading.Condition(self._lock)  # nothing pending or active any more
         self._pending: deque[Run] = deque()
         self._active: dict[UUID, Run] = {}
         self._per_type: Counter[str] = Counter()
@@ -128,7 +132,8 @@ class Slots:
                     run.deadline = time.monotonic() + run.timeout.total_seconds()
                     run.context.deadline = datetime.now(UTC) + run.timeout
                     self._active[run.job.id] = run
-                    self._changed.notify_all()
+                    if run.deadline < self._watch_until:
+                        self._changed.notify_all()
                     return run
                 if self._closed:
                     return None
@@ -169,7 +174,11 @@ class Slots:
     def _forget(self, run: Run) -> None:
         del self._active[run.job.id]
         self._per_type[run.job.type] -= 1
-        self._changed.notify_all()
+        self._notify_if_empty()
+
+    def _notify_if_empty(self) -> None:
+        if not self._pending and not self._active:
+            self._emptied.notify_all()
 
     def next_deadline(self) -> float | None:
         """The earliest deadline (monotonic) of a running handler."""
@@ -203,8 +212,7 @@ class Slots:
                 self._pending.remove(run)
                 run.state = RunState.ABANDONED
                 self._per_type[run.job.type] -= 1
-            if dropped:
-                self._changed.notify_all()
+            self._notify_if_empty()
         for run in runs:
             run.context.cancel()
         for run in dropped:
@@ -217,6 +225,7 @@ class Slots:
             self._closed = True
             self._work.notify_all()
             self._changed.notify_all()
+            self._emptied.notify_all()
 
     def drop_pending(self) -> list[Run]:
         """Take every run not started yet out of the slots (they are given back to the
@@ -227,8 +236,7 @@ class Slots:
             for run in dropped:
                 run.state = RunState.ABANDONED
                 self._per_type[run.job.type] -= 1
-            if dropped:
-                self._changed.notify_all()
+            self._notify_if_empty()
         for run in dropped:
             run.context.cancel()
         return dropped
@@ -246,6 +254,7 @@ class Slots:
             self._per_type.clear()
             self._work.notify_all()
             self._changed.notify_all()
+            self._emptied.notify_all()
         for run in runs:
             run.context.cancel()
         return runs
@@ -257,13 +266,17 @@ class Slots:
                 remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._changed.wait(min(remaining, _WAIT_SLICE))
+                self._emptied.wait(min(remaining, _WAIT_SLICE))
             return True
 
     def wait_changed(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` or until a run starts, ends or the pool closes."""
+        """Sleep up to ``timeout``, or until a handler starts whose deadline falls before
+        the end of that wait, or the pool closes."""
+        timeout = max(0.0, min(timeout, _WAIT_SLICE))
         with self._lock:
-            self._changed.wait(max(0.0, min(timeout, _WAIT_SLICE)))
+            self._watch_until = time.monotonic() + timeout
+            self._changed.wait(timeout)
+            self._watch_until = 0.0
 
     def poke(self) -> None:
         """Wake whoever waits in :meth:`wait_changed`."""

@@ -209,6 +209,8 @@ class NotificationListener:
                 last_seen = now
 
     def _handle(self, channel: str, payload: str) -> None:
+        if channel != "job_available" and not self._listeners:
+            return  # a stop event nobody listens to (a worker process, typically): one per job
         try:
             data = json.loads(payload)
         except ValueError:

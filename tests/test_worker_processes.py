@@ -205,3 +205,61 @@ def test_sigterm_finishes_in_flight_jobs_and_exits_zero(
     assert w.terminate() == 0, w.log()
     assert all(service.get_job(j.id).succeeded for j in jobs)
     assert scalar(db_url, "select count(*) from exec_log where ended_at is null") == 0
+
+
+# -- prefetch: claimed jobs waiting in memory -------------------------------------------------
+
+
+def test_four_prefetching_processes_drain_5000_jobs_each_exactly_once(
+    service: PostgresService, db_url: str, workers: list[WorkerProcess]
+) -> None:
+    workers.extend(WorkerProcess(db_url, 4, **STEADY, JQ_PREFETCH="16") for _ in range(4))
+    for w in workers:
+        w.wait_ready()
+    add_exec_jobs(service, 5000)
+    wait_until(lambda: unfinished(db_url) == 0, 180, "5000 jobs drained")
+    for w in workers:
+        assert w.terminate() == 0, w.log()
+    assert scalar(db_url, "select count(*) from exec_log") == 5000
+    assert scalar(db_url, "select count(distinct job_id) from exec_log") == 5000
+    assert overlapping_runs(db_url) == 0
+    status = service.get_status()
+    assert status.succeeded == 5000 and status.total == 5000
+    assert scalar(db_url, "select max(attempt) from worker.job") == 1
+
+
+def test_sigkilled_prefetching_worker_loses_no_job(
+    service: PostgresService, db_url: str, workers: list[WorkerProcess]
+) -> None:
+    """Its running job and the ones it held in memory are reaped and run elsewhere; each of
+    those counts a crash attempt (the documented price of prefetch), none is lost."""
+    victim = WorkerProcess(db_url, 1, **FAST, JQ_PREFETCH="5").wait_ready()
+    workers.append(victim)
+    jobs = add_exec_jobs(service, 6, sleep=0.5, max_retry_count=1)
+    wait_until(lambda: scalar(db_url, "select count(*) from exec_log"), 20, "first job starts")
+    held = scalar(db_url, "select count(*) from worker.job where started_at is not null and stopped_at is null")
+    assert held == 6  # one running, five waiting in the victim's memory
+    victim.kill()
+    workers.append(WorkerProcess(db_url, 3, **FAST).wait_ready())
+    wait_until(lambda: all(service.get_job(j.id).stopped for j in jobs), 30, "all jobs complete")
+    done = [service.get_job(j.id) for j in jobs]
+    assert all(j.state is JobState.SUCCEEDED for j in done), done
+    assert all(j.attempt == 2 and [e.type for e in j.errors] == ["WorkerLost"] for j in done)
+    assert scalar(db_url, "select count(distinct job_id) from exec_log where ended_at is not null") == 6
+    assert overlapping_runs(db_url) == 0
+
+
+def test_sigterm_gives_back_prefetched_jobs_uncounted(
+    service: PostgresService, db_url: str, workers: list[WorkerProcess]
+) -> None:
+    w = WorkerProcess(db_url, 1, **FAST, JQ_PREFETCH="5").wait_ready()
+    workers.append(w)
+    jobs = add_exec_jobs(service, 6, sleep=1.0)
+    wait_until(lambda: scalar(db_url, "select count(*) from exec_log"), 20, "first job starts")
+    assert w.terminate() == 0, w.log()
+    states = [service.get_job(j.id) for j in jobs]
+    ran = [j for j in states if j.succeeded]
+    given_back = [j for j in states if not j.started]
+    assert len(ran) == 1 and len(given_back) == 5, states
+    assert all(j.attempt == 0 and j.claim_token is None and not j.errors for j in given_back)
+    assert scalar(db_url, "select count(*) from exec_log") == 1

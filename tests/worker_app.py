@@ -12,7 +12,7 @@ With ``payload["stamp"]`` true, ``exec`` returns ``{"pid", "attempt"}`` instead 
 ``"ok"``, so a test can tell which process's outcome was saved.
 
 Settings come from the environment: JQ_HEARTBEAT, JQ_DEAD_FOR, JQ_REAPER,
-JQ_TIMEOUT, JQ_POLL (seconds); JQ_TYPES (comma-separated) registers only those
+JQ_TIMEOUT, JQ_POLL (seconds), JQ_PREFETCH (jobs); JQ_TYPES (comma-separated) registers only those
 of the job types above. SIGTERM finishes in-flight jobs and exits 0.
 The process prints "ready" once its threads run.
 
@@ -92,6 +92,7 @@ def main() -> None:
         dead_for=timedelta(seconds=float(os.environ.get("JQ_DEAD_FOR", str(heartbeat * 5)))),
         reaper_interval=timedelta(seconds=float(os.environ.get("JQ_REAPER", str(heartbeat)))),
         job_timeout=timedelta(seconds=float(os.environ.get("JQ_TIMEOUT", "60"))),
+        prefetch=int(os.environ.get("JQ_PREFETCH", "0")),
     )
 
     def run_exec(job: jobqueue.Job) -> Any:

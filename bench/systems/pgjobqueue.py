@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -12,6 +13,13 @@ from bench.systems import WorkResult, WorkSpec
 from bench.systems._common import BUNDLE, NOOP, WAIT_TIMEOUT, Counter
 from jobworker import Registry, WorkerPool
 from jobworker_pg import PostgresService, install_schema
+
+
+#: Jobs claimed ahead of free threads (``WorkerPool.configure(prefetch=...)``): its best
+#: setting here, as pgqueuer runs with its batch size; ``python -m bench --prefetch 0`` measures
+#: the library's default.
+DEFAULT_PREFETCH = 32
+PREFETCH_ENV = "BENCH_PREFETCH"
 
 
 class PgJobqueue:
@@ -91,6 +99,7 @@ class PgJobqueue:
             registry.register(NOOP, lambda job: counter.hit())
         service = PostgresService(url, max_size=4)
         pool = WorkerPool(service, registry)
+        pool.configure(prefetch=int(os.environ.get(PREFETCH_ENV, DEFAULT_PREFETCH)))
         try:
             if spec.kind == "latency":
                 pool.start_threads(spec.concurrency)

@@ -608,3 +608,87 @@ def test_a_lost_claim_leaves_the_heartbeat_and_is_reported_once(
     assert all(job.id not in {job_id for job_id, _ in call} for call in later)
     assert len([r for r in caplog.records if "reclaimed or reset elsewhere" in r.getMessage()]) == 1
     gate.set()
+
+
+# -- prefetch ---------------------------------------------------------------------------------
+
+
+def test_prefetch_claims_ahead_of_the_threads_in_batches(db: FakeDatabase, registry: Registry) -> None:
+    order: list[int] = []
+    registry.register("t", lambda job: order.append(job.payload))
+    jobs = [add(db, "t", i) for i in range(40)]
+    pool = WorkerPool(db, registry, FAST.replace(prefetch=8), name="jobworker-prefetch")
+    try:
+        pool.start_threads(1)
+        db.wait_stopped(*(j.id for j in jobs))
+    finally:
+        pool.stop_threads()
+    assert order == list(range(40))  # one thread, claim order kept through the buffer
+    limits = [limit for _, limit, claimed in db.claim_calls if claimed]
+    assert limits[0] == 9  # one thread + 8 ahead
+    # Later claims wait until the buffer is at most half full: batches, not one claim per job.
+    assert all(limit >= 4 for limit in limits), limits
+    assert len(limits) <= 40 // 4 + 1
+
+
+def test_prefetched_jobs_are_covered_by_the_heartbeat(
+    db: FakeDatabase, registry: Registry, gates: Gates
+) -> None:
+    counter, gate = Counter(), gates.new()
+    registry.register("t", blocking(counter, gate))
+    jobs = [add(db, "t", i) for i in range(5)]
+    pool = WorkerPool(db, registry, FAST.replace(prefetch=4), name="jobworker-prefetch")
+    try:
+        pool.start_threads(1)
+        counter.wait_started(1)
+        db.wait_for(lambda: any(len(call) == 5 for call in db.heartbeat_calls))
+        call = next(call for call in db.heartbeat_calls if len(call) == 5)
+        assert {job_id for job_id, _ in call} == {j.id for j in jobs}
+        gate.set()
+        db.wait_stopped(*(j.id for j in jobs))
+    finally:
+        pool.stop_threads()
+
+
+@pytest.mark.parametrize("how", ["finish", "stop"])
+def test_stopping_gives_back_prefetched_jobs_that_never_started(
+    db: FakeDatabase, registry: Registry, gates: Gates, how: str
+) -> None:
+    counter, gate = Counter(), gates.new()
+    registry.register("t", blocking(counter, gate))
+    jobs = [add(db, "t", i) for i in range(6)]
+    pool = WorkerPool(db, registry, FAST.replace(prefetch=4), name="jobworker-prefetch")
+    pool.start_threads(1)
+    counter.wait_started(1)
+    db.wait_for(lambda: sum(db.jobs[j.id].started for j in jobs) == 5)  # 1 running + 4 ahead
+    running = jobs[0]  # one thread, claim order
+    if how == "finish":
+        finisher = threading.Thread(target=pool.finish_threads, args=(10,), name="test-finisher")
+        finisher.start()
+        db.wait_for(lambda: len(db.release_calls) == 1)
+        gate.set()
+        finisher.join(10)
+        assert not finisher.is_alive()
+    else:
+        pool.stop_threads()
+        gate.set()
+    (released,) = db.release_calls
+    assert len(released) == 4
+    given_back = {job_id for job_id, _ in released}
+    assert running.id not in given_back  # it started: finished (finish) or left to the reaper (stop)
+    assert db.job(running.id).attempt == 1
+    if how == "finish":
+        assert db.job(running.id).result == 0
+    for job_id in given_back:
+        job = db.job(job_id)
+        # Available again, the attempt not counted, no error: as if never claimed.
+        assert not job.started and job.attempt == 0 and job.claim_token is None and not job.errors
+    assert sum(db.job(j.id).attempt for j in jobs) == 1  # only the job that ran counted an attempt
+
+
+def test_prefetch_is_validated() -> None:
+    with pytest.raises(ValueError, match="prefetch must be between 0 and"):
+        jobworker.WorkerSettings(prefetch=-1)
+    with pytest.raises(ValueError, match="prefetch must be an int"):
+        jobworker.WorkerSettings().replace(prefetch=2.5)  # type: ignore[arg-type]
+    assert jobworker.WorkerSettings().replace(prefetch=16).prefetch == 16
