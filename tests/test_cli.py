@@ -324,6 +324,19 @@ def test_worker_runs_a_registry_named_by_attr(db_url: str, svc: PostgresService)
     assert svc.get_job(job.id).result == "from the registry"
 
 
+def test_worker_with_prefetch_runs_every_job(db_url: str, svc: PostgresService) -> None:
+    jobs = svc.add_jobs([jobqueue.new_job("cli.ok", "test", {"i": i}) for i in range(50)])
+    proc = start_worker(db_url, "cli_app", "--threads", "2", "--prefetch", "8")
+    try:
+        wait_for(lambda: all(svc.get_job(j.id).stopped for j in jobs), timeout=30)
+        code, out = stop_worker(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 0, out
+    assert [svc.get_job(j.id).result for j in jobs] == [{"i": i} for i in range(50)]
+
+
 def test_worker_serves_only_the_job_types_asked_for(db_url: str, svc: PostgresService) -> None:
     wanted = svc.add_job(jobqueue.new_job("cli.ok", "test", {"x": 1}))
     other = svc.add_job(jobqueue.new_job("cli.fail", "test", None))
@@ -347,6 +360,8 @@ def test_worker_serves_only_the_job_types_asked_for(db_url: str, svc: PostgresSe
         (["cli_app:slow"], "not a jobworker.Registry"),
         (["cli_app", "--job-type", "cli.unknown"], "cli.unknown not registered"),
         (["cli_app", "--heartbeat", "30s"], "dead_for"),
+        (["cli_app", "--prefetch", "-1"], "--prefetch"),
+        (["cli_app", "--prefetch", "100000"], "prefetch must be between 0 and 10000"),
     ],
 )
 def test_worker_refuses_a_bad_app_or_setting(db_url: str, args: list[str], message: str) -> None:

@@ -143,6 +143,15 @@ def _seconds(value: timedelta | None) -> float | None:
     help="How often to look for such jobs [heartbeat].",
 )
 @click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Claim up to N jobs ahead of free threads (faster short jobs; a killed worker's "
+    "prefetched jobs count a crash attempt).",
+)
+@click.option(
     "--shutdown-timeout",
     type=DURATION_OR_ZERO,
     default="30s",
@@ -169,6 +178,7 @@ def worker(
     heartbeat: timedelta | None,
     dead_for: timedelta | None,
     reaper_interval: timedelta | None,
+    prefetch: int,
     shutdown_timeout: timedelta,
     stats_interval: timedelta,
 ) -> None:
@@ -196,6 +206,7 @@ def worker(
             heartbeat_interval=heartbeat,
             dead_for=dead_for,
             reaper_interval=reaper_interval,
+            prefetch=prefetch,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
