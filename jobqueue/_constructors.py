@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from jobqueue._errors import InvalidJobError
 from jobqueue._ids import new_id
 from jobqueue._models import Job, JobBundle, JobDesc
-from jobqueue._payload import encode_json, to_json_value
+from jobqueue._payload import check_json, encode_json, to_json_value
 
 MAX_NAME_LENGTH = 100
 # C0 and C1 control characters and DEL (Unicode category Cc).
@@ -20,9 +20,17 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
 
+# Names that passed check_name: a str's validity never changes, and a process uses few names,
+# so checking a known one is a set lookup. Bounded, in case names are made up per job.
+_valid_names: set[str] = set()
+_MAX_VALID_NAMES = 4096
+
+
 def check_name(value: Any, what: str) -> str:
     """Validate a job type, bundle type or origin: a 1..100 character string without control
     characters (they would corrupt logs and notification payloads)."""
+    if type(value) is str and value in _valid_names:
+        return value
     if not isinstance(value, str):
         raise InvalidJobError(f"{what} must be a str, got {type(value).__name__}")
     if not value.strip():
@@ -35,10 +43,14 @@ def check_name(value: Any, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidJobError(f"{what} {value!r} is not valid Unicode: {exc.reason}") from exc
+    if type(value) is str and len(_valid_names) < _MAX_VALID_NAMES:
+        _valid_names.add(value)
     return value
 
 
 def _check_int(value: Any, what: str, low: int, high: int) -> int:
+    if type(value) is int and low <= value <= high:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidJobError(f"{what} must be an int, got {type(value).__name__}")
     if not low <= value <= high:
@@ -62,7 +74,7 @@ def check_start_at(start_at: Any) -> datetime | None:
 
 def check_uuid(value: Any, what: str = "job id") -> UUID:
     """``value`` as a UUID (a UUID or its string form); InvalidJobError naming ``what`` otherwise."""
-    if isinstance(value, UUID):
+    if type(value) is UUID or isinstance(value, UUID):
         return value
     if isinstance(value, str):
         try:
@@ -91,6 +103,95 @@ def job_type_of(payload_or_class: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+_object_setattr = object.__setattr__
+_ALL_JOB_FIELDS = frozenset(Job.model_fields)
+
+
+def _job_template() -> dict[str, Any] | None:
+    """Job's fields in model order with their defaults, for new_job to copy; None when a
+    default is not a plain constant (then new_job uses model_construct)."""
+    template: dict[str, Any] = {}
+    for name, field in Job.model_fields.items():
+        if field.default_factory is not None:
+            if name != "errors" or field.default_factory is not list:
+                return None
+            template[name] = None  # a new list per job
+        elif field.is_required() or field.default is None or type(field.default) in (int, str, bool):
+            template[name] = None if field.is_required() else field.default
+        else:
+            return None
+    return template
+
+
+_job_fields = _job_template()
+
+
+def _make_job(
+    job_id: UUID,
+    bundle_id: UUID | None,
+    job_type: str,
+    payload: Any,
+    priority: int,
+    origin: str,
+    max_retry_count: int,
+    start_at: datetime | None,
+) -> Job:
+    """The Job that ``Job.model_construct`` makes given every field (so every field is in
+    model_fields_set, as new_job has always made them), without its per-field loop."""
+    if _job_fields is None:
+        return Job.model_construct(
+            set(_ALL_JOB_FIELDS),
+            id=job_id,
+            bundle_id=bundle_id,
+            type=job_type,
+            payload=payload,
+            priority=priority,
+            origin=origin,
+            max_retry_count=max_retry_count,
+            start_at=start_at,
+        )
+    fields = _job_fields.copy()
+    fields["id"] = job_id
+    fields["bundle_id"] = bundle_id
+    fields["type"] = job_type
+    fields["payload"] = payload
+    fields["priority"] = priority
+    fields["origin"] = origin
+    fields["max_retry_count"] = max_retry_count
+    fields["start_at"] = start_at
+    fields["errors"] = []
+    job = Job.__new__(Job)
+    _object_setattr(job, "__dict__", fields)
+    _object_setattr(job, "__pydantic_fields_set__", set(_ALL_JOB_FIELDS))
+    _object_setattr(job, "__pydantic_extra__", None)
+    _object_setattr(job, "__pydantic_private__", None)
+    return job
+
+
+_MADE_FIELDS = ("id", "bundle_id", "type", "payload", "priority", "origin", "max_retry_count", "start_at")
+
+
+def _make_job_is_exact() -> bool:
+    """Whether _make_job builds what model_construct builds; checked once at import, so that a
+    changed Job model falls back to model_construct instead of building incomplete jobs."""
+    args = (UUID(int=1), UUID(int=2), "t", {"a": 1}, 2, "o", 3, datetime(2030, 1, 1, tzinfo=UTC))
+    fast = _make_job(*args)
+    given: dict[str, Any] = dict(zip(_MADE_FIELDS, args, strict=True))
+    slow = Job.model_construct(set(_ALL_JOB_FIELDS), **given)
+    return (
+        list(fast.__dict__) == list(Job.model_fields)
+        and fast.__dict__ == slow.__dict__
+        and fast == slow
+        and fast.model_fields_set == slow.model_fields_set
+        and fast.__pydantic_private__ == slow.__pydantic_private__
+        and fast.__pydantic_extra__ == slow.__pydantic_extra__
+    )
+
+
+if _job_fields is not None and not _make_job_is_exact():  # pragma: no cover - a changed Job model
+    _job_fields = None
+
+
 def new_job(
     job_type: str,
     origin: str,
@@ -116,34 +217,12 @@ def new_job(
     check_name(origin, "origin")
     _check_int(priority, "priority", _INT64_MIN, _INT64_MAX)
     _check_int(max_retry_count, "max_retry_count", 0, _INT32_MAX)
-    start_at = check_start_at(start_at)
+    if start_at is not None:
+        start_at = check_start_at(start_at)
     job_id = _check_id(id)
     value = to_json_value(payload)
-    encode_json(value)  # validates; add() encodes again, as the payload may change meanwhile
-    job = Job.model_construct(
-        id=job_id,
-        bundle_id=None,
-        type=job_type,
-        payload=value,
-        priority=priority,
-        origin=origin,
-        max_retry_count=max_retry_count,
-        current_retry_count=0,
-        start_at=start_at,
-        started_at=None,
-        worker_alive_at=None,
-        stopped_at=None,
-        error_msg=None,
-        error_data=None,
-        result=None,
-        updated_at=None,
-        created_at=None,
-        attempt=0,
-        errors=[],
-        cancelled_at=None,
-        claim_token=None,
-    )
-    return job
+    check_json(value)  # validates; add() encodes, as the payload may change meanwhile
+    return _make_job(job_id, None, job_type, value, priority, origin, max_retry_count, start_at)
 
 
 def new_job_bundle(
@@ -184,32 +263,25 @@ def new_job_bundle(
             )
         except InvalidJobError as exc:
             raise InvalidJobError(f"jobs[{index}]: {exc}") from exc
-        job.bundle_id = bundle_id
+        job.__dict__["bundle_id"] = bundle_id  # a job new_job just made: every field is set already
         built.append(job)
     return JobBundle(id=bundle_id, type=bundle_type, origin=origin, num_jobs=len(built), jobs=built)
 
 
-def payload_json(job: Job) -> str:
-    """The job's payload as JSON text: the text :func:`check_job` made in this add() if the
-    payload is still that object, else encoded (and validated) now."""
-    cached = job._payload_json
-    if cached is not None and cached[0] is job.payload:
-        return cached[1]
-    return encode_json(job.payload)
-
-
-def check_job(job: Any) -> Job:
-    """Validate a Job handed to add(): its fields (the payload too, even in place) may have
-    been changed since new_job(), so everything is checked again, payload encoding included."""
+def check_job(job: Any) -> str:
+    """Validate a Job handed to add() and return its payload as JSON text. Its fields (the
+    payload too, even in place) may have been changed since new_job(), so everything is
+    checked again, and the payload encoded now is what gets stored."""
     if not isinstance(job, Job):
         raise InvalidJobError(f"expected a jobqueue.Job (see jobqueue.new_job), got {type(job).__name__}")
-    job.id = check_uuid(job.id, "id")
-    if job.bundle_id is not None:
+    if type(job.id) is not UUID:  # assign only when converting: a pydantic setattr is not free
+        job.id = check_uuid(job.id, "id")
+    if job.bundle_id is not None and type(job.bundle_id) is not UUID:
         job.bundle_id = check_uuid(job.bundle_id, "bundle_id")
     check_name(job.type, "job type")
     check_name(job.origin, "origin")
     _check_int(job.priority, "priority", _INT64_MIN, _INT64_MAX)
     _check_int(job.max_retry_count, "max_retry_count", 0, _INT32_MAX)
-    check_start_at(job.start_at)
-    job._payload_json = (job.payload, encode_json(job.payload))
-    return job
+    if job.start_at is not None:
+        check_start_at(job.start_at)
+    return encode_json(job.payload)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class JobState(enum.StrEnum):
@@ -65,10 +65,6 @@ class Job(BaseModel):
     errors: list[AttemptError] = Field(default_factory=list)
     cancelled_at: datetime | None = None
     claim_token: UUID | None = None
-
-    # (payload object, its JSON text) as checked by the add() in progress, so that building
-    # the insert's parameters does not encode again.
-    _payload_json: tuple[Any, str] | None = PrivateAttr(default=None)
 
     @property
     def started(self) -> bool:

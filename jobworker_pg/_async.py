@@ -32,12 +32,17 @@ from jobqueue._constructors import check_uuid
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._inserts import (
+    COPY_MIN_JOBS,
+    COPY_TYPES,
     bundle_params,
-    checked_bundle,
-    checked_jobs,
+    checked_bundle_and_payloads,
+    checked_jobs_and_payloads,
+    copy_rows,
     job_params,
     jobs_params,
     must_open_transaction,
+    payloads_of,
+    set_timestamps,
 )
 from jobworker_pg._queries import q
 from jobworker_pg._rows import job_from_row
@@ -99,6 +104,14 @@ async def _apply_modes(jobs: list[Job]) -> list[Job]:
     return await asyncio.to_thread(testmodes.handle_jobs, jobs)
 
 
+async def _apply_modes_with_payloads(jobs: list[Job], payloads: list[str]) -> tuple[list[Job], list[str]]:
+    """:func:`_apply_modes`, keeping the payload texts of the jobs left to store."""
+    if not testmodes.active():
+        return jobs, payloads
+    kept = await asyncio.to_thread(testmodes.handle_jobs, jobs)
+    return kept, payloads_of(kept, jobs, payloads)
+
+
 async def add_job(service: PostgresService, job: Job, conn: Any) -> Job:
     """See :meth:`PostgresService.add_job_async`."""
     if conn is None:
@@ -112,7 +125,7 @@ async def add_job(service: PostgresService, job: Job, conn: Any) -> Job:
         cursor = await raw.execute(q("insert_job"), params)
         row = await cursor.fetchone()
     assert row is not None
-    job.created_at, job.updated_at = row
+    set_timestamps((job,), row[0], row[1])
     return job
 
 
@@ -120,10 +133,10 @@ async def add_jobs(service: PostgresService, jobs: Any, conn: Any) -> list[Job]:
     """See :meth:`PostgresService.add_jobs_async`."""
     if conn is None:
         return await asyncio.to_thread(service.add_jobs, jobs)
-    checked = checked_jobs(jobs)
-    to_store = await _apply_modes(checked)
+    checked, payloads = checked_jobs_and_payloads(jobs)
+    to_store, payloads = await _apply_modes_with_payloads(checked, payloads)
     if to_store:
-        await _insert_jobs(service, "add_jobs_async", to_store, conn)
+        await _insert_jobs(service, "add_jobs_async", to_store, payloads, conn)
     return checked
 
 
@@ -131,17 +144,23 @@ async def add_job_bundle(service: PostgresService, bundle: JobBundle, conn: Any)
     """See :meth:`PostgresService.add_job_bundle_async`."""
     if conn is None:
         return await asyncio.to_thread(service.add_job_bundle, bundle)
-    jobs = checked_bundle(bundle)
+    jobs, payloads = checked_bundle_and_payloads(bundle)
     if testmodes.active() and await asyncio.to_thread(testmodes.handle_bundle, bundle):
         return bundle
-    await _insert_jobs(service, "add_job_bundle_async", jobs, conn, bundle)
+    await _insert_jobs(service, "add_job_bundle_async", jobs, payloads, conn, bundle)
     return bundle
 
 
 async def _insert_jobs(
-    service: PostgresService, action: str, jobs: list[Job], conn: Any, bundle: JobBundle | None = None
+    service: PostgresService,
+    action: str,
+    jobs: list[Job],
+    payloads: list[str],
+    conn: Any,
+    bundle: JobBundle | None = None,
 ) -> None:
-    params = jobs_params(jobs)
+    # As PostgresService._insert_jobs: COPY from COPY_MIN_JOBS on, else one insert_jobs statement.
+    params = None if len(jobs) >= COPY_MIN_JOBS else jobs_params(jobs, payloads)
     raw = await async_connection_of(conn)
     service._check_open(action)
     with translate_errors(action):
@@ -153,11 +172,19 @@ async def _insert_jobs(
                 brow = await cursor.fetchone()
                 assert brow is not None
                 bundle.created_at, bundle.updated_at = brow
-            cursor = await raw.execute(q("insert_jobs"), params)
-            row = await cursor.fetchone()
+            if params is None:
+                async with raw.cursor() as cur:
+                    async with cur.copy(q("copy_jobs")) as copy:
+                        copy.set_types(COPY_TYPES)
+                        for r in copy_rows(jobs, payloads):
+                            await copy.write_row(r)
+                    await cur.execute(q("transaction_now"))
+                    row = await cur.fetchone()
+            else:
+                cursor = await raw.execute(q("insert_jobs"), params)
+                row = await cursor.fetchone()
     assert row is not None
-    for j in jobs:
-        j.created_at = j.updated_at = row[0]
+    set_timestamps(jobs, row[0])
 
 
 async def get_job(service: PostgresService, job_id: UUID, conn: Any) -> Job:

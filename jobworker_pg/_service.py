@@ -33,22 +33,29 @@ from jobworker_pg._connections import psycopg_connection_of
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._inserts import (
+    COPY_MIN_JOBS,
+    COPY_TYPES,
     bundle_params,
-    checked_bundle,
-    checked_jobs,
+    checked_bundle_and_payloads,
+    checked_jobs_and_payloads,
+    copy_rows,
     job_params,
     jobs_params,
     must_open_transaction,
+    payloads_of,
+    set_timestamps,
 )
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, MAX_RECONNECT_DELAY, NotificationListener
 from jobworker_pg._queries import q
-from jobworker_pg._rows import bundle_from_row, job_from_row
+from jobworker_pg._rows import bundle_from_rows, claimed_job_from_row, job_from_row
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 DEFAULT_POOL_MAX_SIZE = 10
+#: How long add_listener waits for the LISTEN connection.
+LISTEN_WAIT_SECONDS = 5.0
 # Transient conflicts between concurrent writers that a plain retry resolves.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _WRITE_RETRIES = 3
@@ -204,7 +211,7 @@ class PostgresService:
             with self._connection("add_job") as pooled:
                 row = pooled.execute(q("insert_job"), params).fetchone()
         assert row is not None
-        job.created_at, job.updated_at = row
+        set_timestamps((job,), row[0], row[1])
         return job
 
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
@@ -212,41 +219,59 @@ class PostgresService:
 
         Under a test mode each job is run inline, dropped or stored as that mode says.
         """
-        jobs = checked_jobs(jobs)
-        to_store = testmodes.handle_jobs(jobs) if testmodes.active() else jobs
+        jobs, payloads = checked_jobs_and_payloads(jobs)
+        to_store = jobs
+        if testmodes.active():
+            to_store = testmodes.handle_jobs(jobs)
+            payloads = payloads_of(to_store, jobs, payloads)
         if to_store:
-            self._insert_jobs("add_jobs", to_store, conn)
+            self._insert_jobs("add_jobs", to_store, payloads, conn)
         return jobs
 
-    def _insert_jobs(self, action: str, jobs: list[Job], conn: Any, bundle: JobBundle | None = None) -> None:
-        params = jobs_params(jobs)
+    def _insert_jobs(
+        self, action: str, jobs: list[Job], payloads: list[str], conn: Any, bundle: JobBundle | None = None
+    ) -> None:
+        """Store checked jobs (``payloads``: their JSON text, made by the check): with COPY
+        from COPY_MIN_JOBS on, else in one insert_jobs statement."""
+        use_copy = len(jobs) >= COPY_MIN_JOBS
+        params = None if use_copy else jobs_params(jobs, payloads)
 
-        def insert(c: psycopg.Connection[Any]) -> None:
-            if bundle is None and c.autocommit:  # one statement outside any transaction: atomic as is
+        def insert(c: psycopg.Connection[Any]) -> datetime:
+            if params is not None and bundle is None and c.autocommit:
+                # One statement outside any transaction: atomic as is.
                 row = c.execute(q("insert_jobs"), params).fetchone()
             else:
                 if must_open_transaction(c.autocommit, c.info.transaction_status):
                     c.execute(q("open_transaction"))
-                # A savepoint inside the caller's transaction: all or none, and a failed insert
-                # leaves the caller's transaction usable.
+                # On the pool's autocommit connection a transaction; inside the caller's a
+                # savepoint: all or none, and a failed insert leaves the caller's transaction usable.
                 with c.transaction():
                     if bundle is not None:
                         brow = c.execute(q("insert_bundle"), bundle_params(bundle)).fetchone()
                         assert brow is not None
                         bundle.created_at, bundle.updated_at = brow
-                    row = c.execute(q("insert_jobs"), params).fetchone()
+                    if params is None:
+                        with c.cursor() as cur:
+                            with cur.copy(q("copy_jobs")) as copy:
+                                copy.set_types(COPY_TYPES)
+                                for r in copy_rows(jobs, payloads):
+                                    copy.write_row(r)
+                            row = cur.execute(q("transaction_now")).fetchone()
+                    else:
+                        row = c.execute(q("insert_jobs"), params).fetchone()
             assert row is not None
-            for j in jobs:
-                j.created_at = j.updated_at = row[0]
+            now: datetime = row[0]
+            return now
 
         if conn is not None:
             raw = psycopg_connection_of(conn)
             self._check_open(action)
             with translate_errors(action):
-                insert(raw)
+                now = insert(raw)
         else:
             with self._connection(action) as pooled:
-                insert(pooled)
+                now = insert(pooled)
+        set_timestamps(jobs, now)
 
     def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
         """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`).
@@ -254,10 +279,10 @@ class PostgresService:
         Under :func:`jobworker_pg.synchronous_jobs` its jobs run inline and its listeners
         fire; under :func:`jobworker_pg.ignore_job_bundles` it is dropped.
         """
-        jobs = checked_bundle(bundle)
+        jobs, payloads = checked_bundle_and_payloads(bundle)
         if testmodes.active() and testmodes.handle_bundle(bundle):
             return bundle
-        self._insert_jobs("add_job_bundle", jobs, conn, bundle)
+        self._insert_jobs("add_job_bundle", jobs, payloads, conn, bundle)
         return bundle
 
     # -- reading ---------------------------------------------------------------------
@@ -274,12 +299,11 @@ class PostgresService:
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
         bundle_id = check_uuid(bundle_id, "bundle id")
-        with self._connection("get_job_bundle") as conn, conn.transaction():
-            row = conn.execute(q("get_bundle"), {"id": bundle_id}).fetchone()
-            if row is None:
-                raise JobNotFoundError("job bundle", bundle_id)
-            jobs = [job_from_row(r) for r in conn.execute(q("get_bundle_jobs"), {"id": bundle_id})]
-        return bundle_from_row(row, jobs)
+        with self._connection("get_job_bundle") as conn:
+            rows = conn.execute(q("get_bundle"), {"id": bundle_id}).fetchall()
+        if not rows:
+            raise JobNotFoundError("job bundle", bundle_id)
+        return bundle_from_rows(rows)
 
     def _jobs(self, action: str, query: LiteralString, params: dict[str, Any] | None = None) -> list[Job]:
         with self._connection(action) as conn:
@@ -375,13 +399,19 @@ class PostgresService:
     # -- notifications -----------------------------------------------------------------
 
     def add_listener(self, listener: ServiceListener) -> None:
-        """Deliver stop notifications to ``listener`` on the listener's dispatch thread."""
+        """Deliver stop notifications to ``listener`` on the listener's dispatch thread.
+
+        Returns once the LISTEN is in place, so every job that stops afterwards is
+        reported; if the database cannot be reached within LISTEN_WAIT_SECONDS it returns
+        anyway and events flow from when the listener connects.
+        """
         self._check_open("add_listener")
         if not isinstance(listener, ServiceListener):
             raise InvalidJobError(
                 f"listener must have on_job_stopped and on_job_bundle_stopped, got {type(listener).__name__}"
             )
         self._listener.add_listener(listener)
+        self._listener.wait_connected(LISTEN_WAIT_SECONDS)
 
     def set_wakeup_callback(self, callback: Callable[[str | None], None] | None) -> None:
         """WorkerDatabase: call ``callback(job_type)`` on job_available notifications."""
@@ -420,7 +450,7 @@ class PostgresService:
                 with self._claims_lock:
                     self._unconfirmed_claims.add(token)
             raise
-        jobs = [job_from_row(r) for r in rows]
+        jobs = [claimed_job_from_row(r, token) for r in rows]
         # UPDATE ... RETURNING does not keep the subquery's order: restore it.
         jobs.sort(key=lambda j: (-j.priority, j.created_at, j.id))
         return recovered + jobs
@@ -451,9 +481,11 @@ class PostgresService:
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:
             if not stops_bundle_jobs:
                 return {row[0] for row in conn.execute(q("save_outcomes"), params)}
-            with conn.transaction():
+            # Pipelined: BEGIN, the lock, the save and COMMIT go out together, one round trip.
+            with conn.pipeline(), conn.transaction():
                 conn.execute(q("lock_outcome_bundles"), {"ids": ids})
-                return {row[0] for row in conn.execute(q("save_outcomes"), params)}
+                cursor = conn.execute(q("save_outcomes"), params)
+            return {row[0] for row in cursor}
 
         return self._write("save_outcomes", save)
 

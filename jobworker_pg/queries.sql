@@ -12,9 +12,10 @@ returning created_at, updated_at
 with ins as (
     insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
     select id, bundle_id, type, payload::jsonb, priority, origin, max_retry_count, start_at
-    from unnest(%(ids)s::uuid[], %(bundle_ids)s::uuid[], %(types)s::text[], %(payloads)s::text[],
-                %(priorities)s::bigint[], %(origins)s::text[], %(max_retry_counts)s::integer[],
-                %(start_ats)s::timestamptz[])
+    -- binary parameters: psycopg dumps text-format arrays with a quoting scan per element
+    from unnest(%(ids)b::uuid[], %(bundle_ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
+                %(priorities)b::bigint[], %(origins)b::text[], %(max_retry_counts)b::integer[],
+                %(start_ats)b::timestamptz[])
          as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
     returning 1
 )
@@ -25,22 +26,28 @@ insert into worker.job_bundle (id, type, origin, num_jobs)
 values (%(id)s, %(type)s, %(origin)s, %(num_jobs)s)
 returning created_at, updated_at
 
+-- copy_jobs: store many jobs with one binary COPY (constraints and the statement-level insert trigger apply as for insert_jobs)
+copy worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at) from stdin (format binary)
+
+-- transaction_now: the database clock of the open transaction, which is created_at and updated_at of the rows it inserts
+select now()
+
 -- get_job: one job by id
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
        updated_at, created_at, attempt, errors, cancelled_at, claim_token
 from worker.job where id = %(id)s
 
--- get_bundle: one bundle row by id
-select id, type, origin, num_jobs, num_jobs_stopped, updated_at, created_at
-from worker.job_bundle where id = %(id)s
-
--- get_bundle_jobs: the jobs of a bundle, in the order they were added
-select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
-from worker.job where bundle_id = %(id)s
-order by created_at, id
+-- get_bundle: one bundle row by id and its jobs in the order they were added, in one statement (one snapshot, one round trip): bundle columns, then job columns (null when it has none)
+select b.id, b.type, b.origin, b.num_jobs, b.num_jobs_stopped, b.updated_at, b.created_at,
+       j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
+       j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
+       j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
+       j.cancelled_at, j.claim_token
+from worker.job_bundle b
+left join worker.job j on j.bundle_id = b.id
+where b.id = %(id)s
+order by j.created_at, j.id
 
 -- delete_job: delete one job (its bundle counts it stopped if it was not)
 delete from worker.job where id = %(id)s returning id
@@ -134,10 +141,11 @@ set started_at = now(),
     updated_at = now()
 from next
 where j.id = next.id
+-- CLAIMED_COLUMNS: what a claim does not know already (it set started_at = worker_alive_at =
+-- updated_at, claim_token is its own, stopped_at is null): fewer values to decode per job
 returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
-          j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
-          j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
-          j.cancelled_at, j.claim_token
+          j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,
+          j.created_at, j.attempt, nullif(j.errors, '[]'), j.cancelled_at  -- most have no errors: nothing to decode
 
 -- claimed_with_tokens: jobs a claim took whose reply was lost (the connection broke after the commit)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
@@ -170,9 +178,10 @@ set stopped_at = case when o.kind = 'retry' then null else now() end,
                       'attempt', j.attempt, 'at', now(), 'message', o.error_msg, 'type', o.error_type))
              end,
     updated_at = now()
-from unnest(%(ids)s::uuid[], %(tokens)s::uuid[], %(kinds)s::text[], %(results)s::text[],
-            %(error_msgs)s::text[], %(error_types)s::text[], %(error_datas)s::text[],
-            %(retry_delays)s::float8[])
+-- binary parameters: psycopg dumps text-format arrays with a quoting scan per element
+from unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(kinds)b::text[], %(results)b::text[],
+            %(error_msgs)b::text[], %(error_types)b::text[], %(error_datas)b::text[],
+            %(retry_delays)b::float8[])
      as o(id, token, kind, result, error_msg, error_type, error_data, retry_delay)
 where j.id = o.id and j.claim_token = o.token and j.stopped_at is null
   -- "started_at is not null", spelled so that the planner cannot scan job_running_idx for it:
@@ -183,7 +192,7 @@ returning j.id
 -- heartbeat: mark this process's claims alive in one statement (input sorted by id: fixed lock order)
 update worker.job j
 set worker_alive_at = now()
-from unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) as c(id, token)
+from unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) as c(id, token)
 where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
 returning j.id
 
@@ -194,7 +203,7 @@ set started_at = null,
     claim_token = null,
     attempt = j.attempt - 1,
     updated_at = now()
-from unnest(%(ids)s::uuid[], %(tokens)s::uuid[]) as c(id, token)
+from unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) as c(id, token)
 where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
   and num_nonnulls(j.started_at) = 1  -- not "is not null": see save_outcomes
 returning j.id

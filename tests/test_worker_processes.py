@@ -237,7 +237,9 @@ def test_sigkilled_prefetching_worker_loses_no_job(
     workers.append(victim)
     jobs = add_exec_jobs(service, 6, sleep=0.5, max_retry_count=1)
     wait_until(lambda: scalar(db_url, "select count(*) from exec_log"), 20, "first job starts")
-    held = scalar(db_url, "select count(*) from worker.job where started_at is not null and stopped_at is null")
+    held = scalar(
+        db_url, "select count(*) from worker.job where started_at is not null and stopped_at is null"
+    )
     assert held == 6  # one running, five waiting in the victim's memory
     victim.kill()
     workers.append(WorkerProcess(db_url, 3, **FAST).wait_ready())

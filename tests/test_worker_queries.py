@@ -34,6 +34,30 @@ def test_claim_returns_a_batch_in_claim_order(service: PostgresService) -> None:
     assert all(j.attempt == 1 and j.started_at is not None for j in claimed)
 
 
+def test_a_claimed_job_is_the_stored_row(service: PostgresService, db_url: str) -> None:
+    """claim_jobs returns fewer columns and fills in what the claim implies: check it against
+    a fresh read, for a first claim and for a retry that carries an earlier error."""
+    added = service.add_job(jobqueue.new_job("t", "o", {"k": [1, 2]}, priority=3, max_retry_count=2))
+    (first,) = service.claim_jobs(["t"], 1)
+    assert first == service.get_job(added.id)
+    retry = Outcome(
+        first.id,
+        first.claim_token,
+        OutcomeKind.RETRY,
+        first.attempt,
+        error_msg="boom",
+        error_type="ValueError",
+        error_data_json='{"type": "ValueError", "message": "boom"}',
+        retry_delay=timedelta(0),
+    )
+    assert service.save_outcomes([retry]) == {first.id}
+    (second,) = service.claim_jobs(["t"], 1)
+    stored = service.get_job(added.id)
+    assert second == stored
+    assert second.attempt == 2 and second.error_msg == "boom" and len(second.errors) == 1
+    assert second.worker_alive_at == second.updated_at == second.started_at is not None
+
+
 def test_claim_only_takes_the_requested_types(service: PostgresService) -> None:
     service.add_job(jobqueue.new_job("other", "o", None))
     mine = service.add_job(jobqueue.new_job("mine", "o", None))

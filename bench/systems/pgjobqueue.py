@@ -14,7 +14,6 @@ from bench.systems._common import BUNDLE, NOOP, WAIT_TIMEOUT, Counter
 from jobworker import Registry, WorkerPool
 from jobworker_pg import PostgresService, install_schema
 
-
 #: Jobs claimed ahead of free threads (``WorkerPool.configure(prefetch=...)``): its best
 #: setting here, as pgqueuer runs with its batch size; ``python -m bench --prefetch 0`` measures
 #: the library's default.
