@@ -160,6 +160,15 @@ def _make_job(
     fields["max_retry_count"] = max_retry_count
     fields["start_at"] = start_at
     fields["errors"] = []
+    return job_from_fields(fields)
+
+
+def job_from_fields(fields: dict[str, Any]) -> Job:
+    """A Job holding ``fields`` (every field, in model order) as they are, unvalidated: what
+    ``Job.model_construct(**fields)`` makes, without its per-field loop. For values that were
+    checked already (by new_job, or by the database's constraints)."""
+    if _job_fields is None:  # the fast path did not pass its check: a changed Job model
+        return Job.model_construct(set(_ALL_JOB_FIELDS), **fields)
     job = Job.__new__(Job)
     _object_setattr(job, "__dict__", fields)
     _object_setattr(job, "__pydantic_fields_set__", set(_ALL_JOB_FIELDS))

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from jobqueue import AttemptError, Job, JobBundle
+from jobqueue._constructors import job_from_fields
 
 JOB_COLUMNS = (
     "id",
@@ -33,27 +34,6 @@ JOB_COLUMNS = (
 )
 _ERRORS_INDEX = JOB_COLUMNS.index("errors")
 
-#: The columns claim_jobs returns; the others follow from the claim (see claimed_job_from_row).
-CLAIMED_COLUMNS = (
-    "id",
-    "bundle_id",
-    "type",
-    "payload",
-    "priority",
-    "origin",
-    "max_retry_count",
-    "current_retry_count",
-    "start_at",
-    "started_at",
-    "error_msg",
-    "error_data",
-    "result",
-    "created_at",
-    "attempt",
-    "errors",
-    "cancelled_at",
-)
-_CLAIMED_ERRORS_INDEX = CLAIMED_COLUMNS.index("errors")
 
 BUNDLE_COLUMNS = ("id", "type", "origin", "num_jobs", "num_jobs_stopped", "updated_at", "created_at")
 
@@ -65,19 +45,59 @@ def _attempt_errors(raw: Any) -> list[AttemptError]:
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
-    """A Job from a row in JOB_COLUMNS order (model_construct: the database already checked it)."""
+    """A Job from a row in JOB_COLUMNS order (unvalidated: the database checked it)."""
     values = dict(zip(JOB_COLUMNS, row, strict=True))
     values["errors"] = _attempt_errors(row[_ERRORS_INDEX])
-    return Job.model_construct(**values)
+    return job_from_fields(values)
 
 
 def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
-    """A Job from a claim_jobs row (CLAIMED_COLUMNS order), claimed with ``claim_token``."""
-    values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
-    values["errors"] = _attempt_errors(row[_CLAIMED_ERRORS_INDEX])
-    started_at = values["started_at"]
-    values.update(worker_alive_at=started_at, updated_at=started_at, stopped_at=None, claim_token=claim_token)
-    return Job.model_construct(**values)
+    """A Job from a claim_jobs row, claimed with ``claim_token``: the row holds only what the
+    claim did not set itself (see the claim_jobs query)."""
+    (
+        job_id,
+        bundle_id,
+        job_type,
+        payload,
+        priority,
+        origin,
+        max_retry_count,
+        current_retry_count,
+        start_at,
+        started_at,
+        error_msg,
+        error_data,
+        result,
+        created_at,
+        attempt,
+        errors,
+        cancelled_at,
+    ) = row
+    return job_from_fields(
+        {  # in model order (JOB_COLUMNS)
+            "id": job_id,
+            "bundle_id": bundle_id,
+            "type": job_type,
+            "payload": payload,
+            "priority": priority,
+            "origin": origin,
+            "max_retry_count": max_retry_count,
+            "current_retry_count": current_retry_count,
+            "start_at": start_at,
+            "started_at": started_at,
+            "worker_alive_at": started_at,  # the claim set all three to now()
+            "stopped_at": None,
+            "error_msg": error_msg,
+            "error_data": error_data,
+            "result": result,
+            "updated_at": started_at,
+            "created_at": created_at,
+            "attempt": attempt,
+            "errors": _attempt_errors(errors),
+            "cancelled_at": cancelled_at,
+            "claim_token": claim_token,
+        }
+    )
 
 
 def bundle_from_rows(rows: Sequence[Sequence[Any]]) -> JobBundle:

@@ -141,7 +141,7 @@ set started_at = now(),
     updated_at = now()
 from next
 where j.id = next.id
--- CLAIMED_COLUMNS: what a claim does not know already (it set started_at = worker_alive_at =
+-- only what a claim does not know already (_rows.claimed_job_from_row) (it set started_at = worker_alive_at =
 -- updated_at, claim_token is its own, stopped_at is null): fewer values to decode per job
 returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
           j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,

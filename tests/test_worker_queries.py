@@ -40,6 +40,8 @@ def test_a_claimed_job_is_the_stored_row(service: PostgresService, db_url: str) 
     added = service.add_job(jobqueue.new_job("t", "o", {"k": [1, 2]}, priority=3, max_retry_count=2))
     (first,) = service.claim_jobs(["t"], 1)
     assert first == service.get_job(added.id)
+    assert list(first.__dict__) == list(jobqueue.Job.model_fields)  # built like any other Job
+    assert first.model_fields_set == set(jobqueue.Job.model_fields)
     retry = Outcome(
         first.id,
         first.claim_token,
