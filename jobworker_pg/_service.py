@@ -474,18 +474,13 @@ class PostgresService:
             ],
         }
 
-        # Stopping a bundle's job moves its counter; lock those bundles first, in id order, so
-        # that concurrent writers cannot deadlock. Without bundles: one statement, one round trip.
-        stops_bundle_jobs = any(o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered)
+        # One statement, one round trip; it locks the bundles first when a job of one stops.
+        params["lock_bundles"] = any(
+            o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered
+        )
 
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:
-            if not stops_bundle_jobs:
-                return {row[0] for row in conn.execute(q("save_outcomes"), params)}
-            # Pipelined: BEGIN, the lock, the save and COMMIT go out together, one round trip.
-            with conn.pipeline(), conn.transaction():
-                conn.execute(q("lock_outcome_bundles"), {"ids": ids})
-                cursor = conn.execute(q("save_outcomes"), params)
-            return {row[0] for row in cursor}
+            return {row[0] for row in conn.execute(q("save_outcomes"), params)}
 
         return self._write("save_outcomes", save)
 

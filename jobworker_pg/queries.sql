@@ -154,14 +154,17 @@ select id, bundle_id, type, payload, priority, origin, max_retry_count, current_
 from worker.job
 where claim_token = any(%(tokens)s::uuid[]) and started_at is not null and stopped_at is null
 
--- lock_outcome_bundles: lock the bundles of jobs about to stop in id order, so concurrent completers cannot deadlock on bundle counters
-select b.id
-from worker.job_bundle b
-where b.id in (select bundle_id from worker.job where id = any(%(ids)s::uuid[]))
-order by b.id
-for update of b
-
 -- save_outcomes: end many attempts in one statement; only rows whose claim token is unchanged
+with locked_bundles as (
+    -- Stopping a bundle's job moves the bundle's counter. With lock_bundles (some outcome stops
+    -- a bundle job) those bundles are locked first, in id order, so that concurrent writers
+    -- cannot deadlock on the counters; without, this runs nothing (a one-time filter).
+    select b.id
+    from worker.job_bundle b
+    where %(lock_bundles)s and b.id in (select bundle_id from worker.job where id = any(%(ids)b::uuid[]))
+    order by b.id
+    for update of b
+)
 update worker.job j
 set stopped_at = case when o.kind = 'retry' then null else now() end,
     started_at = case when o.kind = 'retry' then null else j.started_at end,
@@ -183,17 +186,20 @@ from unnest(%(ids)b::uuid[], %(tokens)b::uuid[], %(kinds)b::text[], %(results)b:
             %(error_msgs)b::text[], %(error_types)b::text[], %(error_datas)b::text[],
             %(retry_delays)b::float8[])
      as o(id, token, kind, result, error_msg, error_type, error_data, retry_delay)
-where j.id = o.id and j.claim_token = o.token and j.stopped_at is null
-  -- "started_at is not null", spelled so that the planner cannot scan job_running_idx for it:
-  -- with stale statistics it would, and that index holds a dead entry per job ever run
-  and num_nonnulls(j.started_at) = 1
+where j.id = o.id and j.claim_token = o.token
+  -- The state check names o, so it stays a filter of the join: as a filter of the scan of
+  -- worker.job, stale statistics made the planner expect one row there and compare every
+  -- outcome with every running job, or walk job_running_idx (a dead entry per job ever run).
+  and (j.stopped_at is null and j.started_at is not null or o.id is null)
+  and (select count(*) from locked_bundles) >= 0  -- an init plan: the locks come before any change
 returning j.id
 
 -- heartbeat: mark this process's claims alive in one statement (input sorted by id: fixed lock order)
 update worker.job j
 set worker_alive_at = now()
 from unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) as c(id, token)
-where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
+where j.id = c.id and j.claim_token = c.token
+  and (j.stopped_at is null or c.id is null)  -- a join filter: see save_outcomes
 returning j.id
 
 -- release_claims: give back claimed jobs that never started (a stopping pool's prefetched jobs): available again, the attempt uncounted
@@ -204,8 +210,8 @@ set started_at = null,
     attempt = j.attempt - 1,
     updated_at = now()
 from unnest(%(ids)b::uuid[], %(tokens)b::uuid[]) as c(id, token)
-where j.id = c.id and j.claim_token = c.token and j.stopped_at is null
-  and num_nonnulls(j.started_at) = 1  -- not "is not null": see save_outcomes
+where j.id = c.id and j.claim_token = c.token
+  and (j.stopped_at is null and j.started_at is not null or c.id is null)  -- see save_outcomes
 returning j.id
 
 -- reap_dead_jobs: requeue (or fail, when no attempt is left) running jobs whose worker stopped its heartbeat

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from sqlalchemy.orm import Session
 
 
 def wait_for(
@@ -105,3 +108,40 @@ class PgServer:
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# -- the caller's transaction, three ways ------------------------------------------------------
+
+#: The connection kinds a job can be added on inside the caller's transaction.
+KINDS = ["psycopg", "sa_session", "sa_connection"]
+
+
+def sa_engine(url: str) -> sa.Engine:
+    """A SQLAlchemy engine on the psycopg 3 dialect for a conninfo string."""
+    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url))
+
+
+@contextlib.contextmanager
+def open_conn(kind: str, url: str) -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
+    """(conn, commit, rollback) for a fresh transaction of ``kind``; nothing run on it yet."""
+    if kind == "psycopg":
+        with psycopg.connect(url) as conn:
+            yield conn, conn.commit, conn.rollback
+        return
+    engine = sa_engine(url)
+    try:
+        if kind == "sa_session":
+            with Session(engine) as session:
+                yield session, session.commit, session.rollback
+        else:
+            with engine.connect() as connection:
+                yield connection, connection.commit, connection.rollback
+    finally:
+        engine.dispose()
+
+
+def count_jobs(url: str) -> int:
+    with psycopg.connect(url) as c:
+        row = c.execute("select count(*) from worker.job").fetchone()
+        assert row is not None
+        return int(row[0])

@@ -12,7 +12,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
-from helpers import Notifications
+from helpers import KINDS, Notifications
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -20,7 +20,6 @@ import jobqueue
 from jobqueue import InvalidJobError, JobDesc, JobNotFoundError, NotInitializedError
 from jobworker_pg import PostgresService
 
-KINDS = ["psycopg", "sa_session", "sa_connection"]
 OPS = ["add", "add_many", "add_bundle"]
 
 Conn = tuple[Any, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]

@@ -5,7 +5,6 @@ store and behave exactly as the plain paths do, with the same guarantees."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import math
 import os
@@ -21,8 +20,7 @@ from uuid import UUID
 import psycopg
 import pytest
 import sqlalchemy as sa
-from helpers import Notifications
-from sqlalchemy.orm import Session
+from helpers import KINDS, Notifications, count_jobs, open_conn
 
 import jobqueue
 import jobworker_pg._async as async_inserts
@@ -311,34 +309,6 @@ def test_test_modes_store_the_remaining_jobs_with_their_own_payloads(service: Po
 
 
 # -- COPY inside the caller's transaction ---------------------------------------------------------
-
-KINDS = ["psycopg", "sa_session", "sa_connection"]
-
-
-@contextlib.contextmanager
-def open_conn(kind: str, url: str) -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
-    """(conn, commit, rollback) for a fresh transaction of ``kind``; nothing run on it yet."""
-    if kind == "psycopg":
-        with psycopg.connect(url) as conn:
-            yield conn, conn.commit, conn.rollback
-        return
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url))
-    try:
-        if kind == "sa_session":
-            with Session(engine) as session:
-                yield session, session.commit, session.rollback
-        else:
-            with engine.connect() as connection:
-                yield connection, connection.commit, connection.rollback
-    finally:
-        engine.dispose()
-
-
-def count_jobs(url: str) -> int:
-    with psycopg.connect(url) as c:
-        row = c.execute("select count(*) from worker.job").fetchone()
-        assert row is not None
-        return int(row[0])
 
 
 def transaction_now(conn: Any) -> datetime:

@@ -3,53 +3,19 @@ Connection), stay invisible to workers until it commits and vanish with a rollba
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from helpers import Notifications
+from helpers import KINDS, Notifications, count_jobs, open_conn, sa_engine
 from sqlalchemy.orm import Session
 
 import jobqueue
 from jobqueue import DatabaseError, InvalidJobError, JobDesc
 from jobworker_pg import PostgresService
 
-KINDS = ["psycopg", "sa_session", "sa_connection"]
 OPS = ["add", "add_many", "add_bundle"]
-
-
-def count_jobs(url: str) -> int:
-    with psycopg.connect(url) as c:
-        row = c.execute("select count(*) from worker.job").fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-def sa_engine(url: str) -> sa.Engine:
-    """A SQLAlchemy engine on the psycopg 3 dialect for a conninfo string."""
-    return sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url))
-
-
-@contextlib.contextmanager
-def open_conn(kind: str, url: str) -> Iterator[tuple[Any, Callable[[], None], Callable[[], None]]]:
-    """(conn, commit, rollback) for a fresh transaction of ``kind``; nothing run on it yet."""
-    if kind == "psycopg":
-        with psycopg.connect(url) as conn:
-            yield conn, conn.commit, conn.rollback
-        return
-    engine = sa_engine(url)
-    try:
-        if kind == "sa_session":
-            with Session(engine) as session:
-                yield session, session.commit, session.rollback
-        else:
-            with engine.connect() as connection:
-                yield connection, connection.commit, connection.rollback
-    finally:
-        engine.dispose()
 
 
 def add(op: str, conn: Any) -> list[str]:

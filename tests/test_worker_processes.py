@@ -64,10 +64,11 @@ def workers() -> Iterator[list[WorkerProcess]]:
         w.kill()
 
 
+@pytest.mark.parametrize("prefetch", ["0", "16"])
 def test_four_processes_drain_5000_jobs_each_exactly_once(
-    service: PostgresService, db_url: str, workers: list[WorkerProcess]
+    service: PostgresService, db_url: str, workers: list[WorkerProcess], prefetch: str
 ) -> None:
-    workers.extend(WorkerProcess(db_url, 4, **STEADY) for _ in range(4))
+    workers.extend(WorkerProcess(db_url, 4, **STEADY, JQ_PREFETCH=prefetch) for _ in range(4))
     for w in workers:
         w.wait_ready()
     add_exec_jobs(service, 5000)
@@ -81,6 +82,7 @@ def test_four_processes_drain_5000_jobs_each_exactly_once(
     assert status.succeeded == 5000 and status.total == 5000
     # Every process took part.
     assert scalar(db_url, "select count(distinct pid) from exec_log") == 4
+    assert scalar(db_url, "select max(attempt) from worker.job") == 1  # nothing reaped or given back
 
 
 def _kill_mid_job(
@@ -208,24 +210,6 @@ def test_sigterm_finishes_in_flight_jobs_and_exits_zero(
 
 
 # -- prefetch: claimed jobs waiting in memory -------------------------------------------------
-
-
-def test_four_prefetching_processes_drain_5000_jobs_each_exactly_once(
-    service: PostgresService, db_url: str, workers: list[WorkerProcess]
-) -> None:
-    workers.extend(WorkerProcess(db_url, 4, **STEADY, JQ_PREFETCH="16") for _ in range(4))
-    for w in workers:
-        w.wait_ready()
-    add_exec_jobs(service, 5000)
-    wait_until(lambda: unfinished(db_url) == 0, 180, "5000 jobs drained")
-    for w in workers:
-        assert w.terminate() == 0, w.log()
-    assert scalar(db_url, "select count(*) from exec_log") == 5000
-    assert scalar(db_url, "select count(distinct job_id) from exec_log") == 5000
-    assert overlapping_runs(db_url) == 0
-    status = service.get_status()
-    assert status.succeeded == 5000 and status.total == 5000
-    assert scalar(db_url, "select max(attempt) from worker.job") == 1
 
 
 def test_sigkilled_prefetching_worker_loses_no_job(

@@ -292,3 +292,61 @@ def test_a_claim_that_fails_on_a_broken_connection_is_remembered(
     assert len(service._unconfirmed_claims) == 1
     assert len(service.claim_jobs(["t"], 1)) == 1
     assert service._unconfirmed_claims == set()
+
+
+def _rows_compared(plan: dict[str, Any]) -> int:
+    """Rows a plan read and threw away (filters and join filters), over all its nodes."""
+    own = int(plan.get("Rows Removed by Filter", 0)) + int(plan.get("Rows Removed by Join Filter", 0))
+    return own + sum(_rows_compared(child) for child in plan.get("Plans", []))
+
+
+def _job_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan nodes that scan worker.job as j (the table the statement updates)."""
+    scans_j = plan.get("Relation Name") == "job" and plan.get("Alias") == "j"
+    own = [plan] if scans_j and "Scan" in plan["Node Type"] else []
+    return own + [node for child in plan.get("Plans", []) for node in _job_scans(child)]
+
+
+def test_outcome_writes_stay_linear_with_stale_statistics(service: PostgresService, db_url: str) -> None:
+    """Statistics taken while nothing ran once made the planner expect one running job and
+    compare every outcome with every running job (quadratic; 330 ms for 500 outcomes)."""
+    from jobworker_pg._queries import q
+
+    service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3000)])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("analyze worker.job")  # every job waiting: started_at and stopped_at all null
+    claimed = service.claim_jobs(["t"], 2000)
+    done = sorted(claimed[:500], key=lambda j: j.id)
+    n = len(done)
+    params: dict[str, Any] = {
+        "ids": [j.id for j in done],
+        "tokens": [j.claim_token for j in done],
+        "kinds": ["succeeded"] * n,
+        "results": ["null"] * n,
+        "error_msgs": [None] * n,
+        "error_types": [None] * n,
+        "error_datas": [None] * n,
+        "retry_delays": [0.0] * n,
+        "lock_bundles": False,
+    }
+    with psycopg.connect(db_url) as conn:
+        for query, query_params in (
+            (q("save_outcomes"), params),
+            (q("heartbeat"), {"ids": params["ids"], "tokens": params["tokens"]}),
+            (q("release_claims"), {"ids": params["ids"], "tokens": params["tokens"]}),
+        ):
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                conn.execute(f"set plan_cache_mode = {mode}")
+                row = conn.execute(
+                    "explain (analyze, format json) " + query, query_params, prepare=True
+                ).fetchone()
+                assert row is not None
+                plan = row[0][0]["Plan"]
+                # The planner must not expect a handful of rows from worker.job (the state checks
+                # as scan filters made it expect one, and then loop over every running job).
+                for scan in _job_scans(plan):
+                    assert scan["Plan Rows"] >= n or scan.get("Index Name") == "job_pkey", scan
+                compared = _rows_compared(plan)
+                # Linear: at most a scan of the table (3000 rows) and the outcomes, not 500 x 2000.
+                assert compared <= 3000 + 2 * n, (query.split("\n")[0], mode, compared)
+                conn.rollback()
