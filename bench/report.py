@@ -122,6 +122,7 @@ def chart(path: Path, results: list[Result], systems: list[str], workloads: list
     ax1.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(tput))], tput)
     ax1.set_ylabel("throughput relative to floor (floor = 1)" if "floor" in systems else f"relative to {US}")
     ax1.axhline(1.0, color="grey", linewidth=0.8)
+    ax1.set_yscale("log")  # ratios from 0.05x to 50x: a linear axis flattens all but the largest
     ax1.legend(fontsize=8)
     ax1.set_title("throughput (higher is better)")
     for i, s in enumerate(systems):
@@ -132,7 +133,7 @@ def chart(path: Path, results: list[Result], systems: list[str], workloads: list
     ax2.set_xticks([width * (len(systems) - 1) / 2, 1 + width * (len(systems) - 1) / 2], ["p50", "p99"])
     ax2.set_ylabel("ms")
     ax2.set_yscale("log")
-    ax2.set_title("W4 latency (lower is better)")
+    ax2.set_title("W4 latency\n(lower is better)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
