@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.db import fresh_database
-from bench.systems import System, WorkSpec
+from bench.systems import System, WorkResult, WorkSpec
 from bench.worker import WorkerProcess
 
 logger = logging.getLogger(__name__)
@@ -65,13 +65,18 @@ def _timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t0
 
 
-def _drain(system: System, url: str, spec: WorkSpec, res: Result, before: int) -> None:
+def _work(system: System, url: str, spec: WorkSpec) -> WorkResult:
+    """Run ``spec`` in a worker process of ``system`` and return what it measured."""
     proc = WorkerProcess(system.name, url, spec)
     try:
         proc.start()
-        work = proc.result(timeout=3600)
+        return proc.result(timeout=3600)
     finally:
         proc.kill()
+
+
+def _drain(system: System, url: str, spec: WorkSpec, res: Result, before: int) -> None:
+    work = _work(system, url, spec)
     succeeded = system.count_succeeded(url) - before
     res.seconds, res.rate = work.seconds, spec.target / work.seconds
     res.checked = f"{work.calls} handler calls, {succeeded} succeeded in db"
@@ -116,13 +121,7 @@ def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None
         _latency(system, url, s, res)
     elif workload == "W6":
         system.preload_bundles(url, s.bundles, s.bundle_size)
-        spec = WorkSpec("bundles", 16, s.bundles)
-        proc = WorkerProcess(system.name, url, spec)
-        try:
-            proc.start()
-            work = proc.result(timeout=3600)
-        finally:
-            proc.kill()
+        work = _work(system, url, WorkSpec("bundles", 16, s.bundles))
         res.seconds, res.rate = work.seconds, s.bundles / work.seconds
         res.checked = f"{work.calls} bundle handler calls after {work.job_calls} job calls"
         res.ok = work.calls >= s.bundles and work.job_calls >= s.bundles * s.bundle_size

@@ -91,7 +91,7 @@ class Slots:
     def idle(self) -> int:
         """Free places: jobs that may be claimed now (threads plus prefetch, minus in-flight)."""
         with self._lock:
-            return self._capacity - len(self._pending) - len(self._active)
+            return self._free()
 
     def claimable(self) -> int:
         """How many jobs to claim now: the free places, or 0 while more than half of the
@@ -99,7 +99,10 @@ class Slots:
         with self._lock:
             if self.prefetch and len(self._pending) > self.prefetch // 2:
                 return 0
-            return self._capacity - len(self._pending) - len(self._active)
+            return self._free()
+
+    def _free(self) -> int:
+        return self._capacity - len(self._pending) - len(self._active)
 
     def busy_by_type(self) -> dict[str, int]:
         """In-flight runs per job type."""
@@ -207,12 +210,7 @@ class Slots:
                 for r in [*self._pending, *self._active.values()]
                 if r.job.id in job_ids and not r.context.cancelled
             ]
-            dropped = [r for r in runs if r.state is RunState.PENDING]
-            for run in dropped:
-                self._pending.remove(run)
-                run.state = RunState.ABANDONED
-                self._per_type[run.job.type] -= 1
-            self._notify_if_empty()
+            dropped = self._take_pending([r for r in runs if r.state is RunState.PENDING])
         for run in runs:
             run.context.cancel()
         for run in dropped:
@@ -231,15 +229,20 @@ class Slots:
         """Take every run not started yet out of the slots (they are given back to the
         queue by the caller); threads see an empty queue."""
         with self._lock:
-            dropped = list(self._pending)
-            self._pending.clear()
-            for run in dropped:
-                run.state = RunState.ABANDONED
-                self._per_type[run.job.type] -= 1
-            self._notify_if_empty()
+            dropped = self._take_pending(list(self._pending))
         for run in dropped:
             run.context.cancel()
         return dropped
+
+    def _take_pending(self, runs: list[Run]) -> list[Run]:
+        """Remove these pending runs (they will not start); call with the lock held."""
+        taken = set(runs)
+        self._pending = deque(r for r in self._pending if r not in taken)
+        for run in runs:
+            run.state = RunState.ABANDONED
+            self._per_type[run.job.type] -= 1
+        self._notify_if_empty()
+        return runs
 
     def abandon(self) -> list[Run]:
         """Hard stop: drop pending runs, disown running ones (their late results are

@@ -460,9 +460,8 @@ class PostgresService:
         if not outcomes:
             return set()
         ordered = sorted(outcomes, key=lambda o: o.job_id)  # one lock order for every writer
-        ids = [o.job_id for o in ordered]
         params = {
-            "ids": ids,
+            "ids": [o.job_id for o in ordered],
             "tokens": [o.claim_token for o in ordered],
             "kinds": [o.kind.value for o in ordered],
             "results": [o.result_json for o in ordered],
@@ -472,12 +471,9 @@ class PostgresService:
             "retry_delays": [
                 o.retry_delay.total_seconds() if o.retry_delay is not None else 0.0 for o in ordered
             ],
+            # One statement either way; it locks the bundles first when it stops a bundle's job.
+            "lock_bundles": any(o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered),
         }
-
-        # One statement, one round trip; it locks the bundles first when a job of one stops.
-        params["lock_bundles"] = any(
-            o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered
-        )
 
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:
             return {row[0] for row in conn.execute(q("save_outcomes"), params)}
@@ -487,19 +483,18 @@ class PostgresService:
     def heartbeat(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
         """WorkerDatabase: mark claims alive in one statement; returns the ids still current."""
         # Sent even with no claims: it is also the worker's periodic check that the database answers.
-        ordered = sorted(claims)
-        params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
-        return self._write("heartbeat", lambda c: {row[0] for row in c.execute(q("heartbeat"), params)})
+        return self._write_claims("heartbeat", claims)
 
     def release_claims(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
         """WorkerDatabase: give back claimed, never started jobs (attempt uncounted)."""
-        if not claims:
-            return set()
-        ordered = sorted(claims)  # fixed lock order, as for heartbeats
+        return self._write_claims("release_claims", claims) if claims else set()
+
+    def _write_claims(self, query: str, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+        """Run ``query`` (heartbeat, release_claims) for ``(job_id, claim_token)`` pairs, sorted
+        by id so that every writer locks rows in one order; returns the ids it applied to."""
+        ordered = sorted(claims)
         params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
-        return self._write(
-            "release_claims", lambda c: {row[0] for row in c.execute(q("release_claims"), params)}
-        )
+        return self._write(query, lambda c: {row[0] for row in c.execute(q(query), params)})
 
     def reap_dead_jobs(self, dead_for: timedelta | float) -> int:
         """WorkerDatabase: requeue or fail running jobs whose heartbeat is older than ``dead_for``."""
