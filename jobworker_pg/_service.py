@@ -483,18 +483,20 @@ class PostgresService:
     def heartbeat(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
         """WorkerDatabase: mark claims alive in one statement; returns the ids still current."""
         # Sent even with no claims: it is also the worker's periodic check that the database answers.
-        return self._write_claims("heartbeat", claims)
+        return self._write_claims("heartbeat", q("heartbeat"), claims)
 
     def release_claims(self, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
         """WorkerDatabase: give back claimed, never started jobs (attempt uncounted)."""
-        return self._write_claims("release_claims", claims) if claims else set()
+        return self._write_claims("release_claims", q("release_claims"), claims) if claims else set()
 
-    def _write_claims(self, query: str, claims: Sequence[tuple[UUID, UUID]]) -> set[UUID]:
+    def _write_claims(
+        self, action: str, query: LiteralString, claims: Sequence[tuple[UUID, UUID]]
+    ) -> set[UUID]:
         """Run ``query`` (heartbeat, release_claims) for ``(job_id, claim_token)`` pairs, sorted
         by id so that every writer locks rows in one order; returns the ids it applied to."""
         ordered = sorted(claims)
         params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
-        return self._write(query, lambda c: {row[0] for row in c.execute(q(query), params)})
+        return self._write(action, lambda c: {row[0] for row in c.execute(query, params)})
 
     def reap_dead_jobs(self, dead_for: timedelta | float) -> int:
         """WorkerDatabase: requeue or fail running jobs whose heartbeat is older than ``dead_for``."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import wait_for
 
 import jobqueue
 from jobqueue import JobDesc, JobState
@@ -154,7 +155,22 @@ def test_outcomes_store_result_error_and_history(service: PostgresService) -> No
     assert wait is not None and 20 < wait <= 30
 
 
-def test_reaper_requeues_a_job_whose_heartbeat_stopped(service: PostgresService, db_url: str) -> None:
+@pytest.fixture
+def reapable(db_url: str) -> None:
+    """The reaper leaves alone a server up for less than dead_for (nobody could send heartbeats
+    yet); these tests reap with dead_for = 1 s, so wait until the server has been up longer."""
+
+    def up_long_enough() -> bool:
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute("select pg_postmaster_start_time() < now() - interval '1.5 s'").fetchone()
+        return bool(row and row[0])
+
+    wait_for(up_long_enough, 10, "the server to be up for 1.5 s")
+
+
+def test_reaper_requeues_a_job_whose_heartbeat_stopped(
+    service: PostgresService, db_url: str, reapable: None
+) -> None:
     job = service.add_job(jobqueue.new_job("t", "o", None, max_retry_count=1))
     (claimed,) = service.claim_jobs(["t"], 1)
     assert service.reap_dead_jobs(timedelta(seconds=1)) == 0
@@ -181,7 +197,9 @@ def test_reaper_requeues_a_job_whose_heartbeat_stopped(service: PostgresService,
     assert [e.attempt for e in failed.errors] == [1, 2]
 
 
-def test_reaped_bundle_job_moves_the_bundle_counter_once(service: PostgresService, db_url: str) -> None:
+def test_reaped_bundle_job_moves_the_bundle_counter_once(
+    service: PostgresService, db_url: str, reapable: None
+) -> None:
     bundle = service.add_job_bundle(jobqueue.new_job_bundle("b", "o", [JobDesc(type="t", payload=1)]))
     (claimed,) = service.claim_jobs(["t"], 1)
     with psycopg.connect(db_url) as conn:
