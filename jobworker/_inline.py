@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 
-from jobqueue import AttemptError, Job, RegistrationError
-from jobworker._context import JobContext, use_context
+from jobqueue import Job, RegistrationError
 from jobworker._errors import ErrorReporter
-from jobworker._execute import call_handler, run_after_hooks, run_before_hooks
+from jobworker._execute import record_on_job, run_attempt
 from jobworker._log import job_extra
-from jobworker._outcomes import error_data, error_message, error_type_name
 from jobworker._registry import Registry
+from jobworker._slots import Run
 
 logger = logging.getLogger(__name__)
 
@@ -32,30 +30,15 @@ def run_job_inline_with(
     handler = registry.handler(job.type)
     if handler is None:
         raise RegistrationError(f"no handler is registered for job type {job.type!r}")
-    now = datetime.now(UTC)
     job.attempt += 1
-    job.started_at = now
-    context = JobContext(job, now + (handler.timeout or job_timeout), database=None)
+    job.started_at = datetime.now(UTC)
     logger.debug("running job %s inline", job.id, extra=job_extra(job, "start"))
-    with use_context(context):
-        run_before_hooks(registry, job, report)
-        result_json, error = call_handler(handler, job)
-        run_after_hooks(registry, job, error, report)
+    attempt = run_attempt(registry, Run(job, handler, handler.timeout or job_timeout, None), report)
+    assert attempt is not None, "a run without in_time always counts"
     job.stopped_at = datetime.now(UTC)
-    if error is None:
-        job.result = None if result_json is None else json.loads(result_json)
-        job.error_msg = None
-        job.error_data = None
+    record_on_job(job, attempt)
+    if attempt.error is None:
         logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))
-        return job, None
-    job.result = None
-    job.error_msg = error_message(error)
-    job.error_data = error_data(error)
-    job.errors = [
-        *job.errors,
-        AttemptError(
-            attempt=job.attempt, at=job.stopped_at, message=job.error_msg, type=error_type_name(error)
-        ),
-    ]
-    logger.info("job %s failed: %s", job.id, job.error_msg, extra=job_extra(job, "failed"))
-    return job, error
+    else:
+        logger.info("job %s failed: %s", job.id, job.error_msg, extra=job_extra(job, "failed"))
+    return job, attempt.error

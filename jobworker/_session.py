@@ -17,16 +17,15 @@ from uuid import UUID
 from jobqueue import Job
 from jobworker._claimer import Claimer
 from jobworker._completer import OutcomeWriter
-from jobworker._context import use_context
 from jobworker._database import Outcome, OutcomeKind, WorkerDatabase
 from jobworker._errors import ErrorReporter, JobTimeoutError
-from jobworker._execute import call_handler, run_after_hooks, run_before_hooks
+from jobworker._execute import run_attempt, timeout_message
 from jobworker._log import job_extra
 from jobworker._maintenance import Maintenance
 from jobworker._outcomes import settle
 from jobworker._registry import Handler, Registry
 from jobworker._settings import WorkerSettings
-from jobworker._slots import Run, RunState, Slots, WorkerHandle
+from jobworker._slots import Run, Slots, WorkerHandle
 
 logger = logging.getLogger(__name__)
 
@@ -200,23 +199,12 @@ class Session:
         job = run.job
         if logger.isEnabledFor(logging.DEBUG):  # the hot path: spare building the extra
             logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
-        with use_context(run.context):
-            run_before_hooks(self.registry, job, self.report)
-            result_json, error = call_handler(run.handler, job)
-        if not self.slots.handler_returned(run):
-            logger.warning(
-                "discarding the late %s of job %s: the attempt already ended (%s)",
-                "result" if error is None else "error",
-                job.id,
-                run.state.value,
-                extra=job_extra(job, "discarded"),
-            )
-            if run.state is RunState.TIMED_OUT:
-                run_after_hooks(self.registry, job, JobTimeoutError(_timeout_message(run)), self.report)
-            return
-        run_after_hooks(self.registry, job, error, self.report)
         try:
-            self._submit(run, settle(job, result_json, error, self.registry.retry_scheduler(job.type)), error)
+            attempt = run_attempt(self.registry, run, self.report, self.slots.handler_returned)
+            if attempt is None:  # late: the attempt already ended (timed out, or a hard stop)
+                return
+            assert attempt.outcome is not None, "a worker's jobs are claimed"
+            self._submit(run, attempt.outcome, attempt.error)
         except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
             self.report(exc, f"recording the outcome of job {job.id}")
         finally:
@@ -224,7 +212,7 @@ class Session:
 
     def _timed_out(self, run: Run) -> None:
         """Maintenance found ``run`` past its deadline: end the attempt, replace its thread."""
-        error = JobTimeoutError(_timeout_message(run))
+        error = JobTimeoutError(timeout_message(run))
         logger.warning("%s", error, extra=job_extra(run.job, "timeout"))
         try:
             outcome = settle(run.job, None, error, self.registry.retry_scheduler(run.job.type))
@@ -274,7 +262,3 @@ class Session:
                 logger.debug("outcome of job %s saved", job.id, extra=job_extra(job, "saved"))
             if outcome.kind is OutcomeKind.RETRY and outcome.retry_delay is not None:
                 self.claimer.job_due_in(outcome.retry_delay.total_seconds())
-
-
-def _timeout_message(run: Run) -> str:
-    return f"job {run.job.id} of type {run.job.type!r} ran longer than its timeout of {run.timeout}"

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import jobqueue
@@ -15,10 +13,9 @@ from jobqueue._payload import to_json_value
 
 # The worker runtime's own pieces, so a drained job runs exactly as on a worker thread
 # (hooks, job context with the database for bundle handlers, retry rules).
-from jobworker._context import JobContext, use_context
 from jobworker._errors import ErrorReporter
-from jobworker._execute import call_handler, run_after_hooks, run_before_hooks
-from jobworker._outcomes import settle
+from jobworker._execute import record_on_job, run_attempt
+from jobworker._slots import Run
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._service import PostgresService
 
@@ -91,15 +88,11 @@ def drain(
         job = claimed[0]
         handler = reg.handler(job.type)
         assert handler is not None, "claimed only registered types"
-        context = JobContext(job, datetime.now(UTC) + (handler.timeout or job_timeout), database=svc)
-        with use_context(context):
-            run_before_hooks(reg, job, report)
-            result_json, error = call_handler(handler, job)
-        run_after_hooks(reg, job, error, report)
-        outcome = settle(job, result_json, error, reg.retry_scheduler(job.type))
+        attempt = run_attempt(reg, Run(job, handler, handler.timeout or job_timeout, svc), report)
+        assert attempt is not None and attempt.outcome is not None, "a claimed run always counts"
+        outcome, error = attempt.outcome, attempt.error
         svc.save_outcomes([outcome])
-        job.result = None if outcome.result_json is None else json.loads(outcome.result_json)
-        job.error_msg = outcome.error_msg
+        record_on_job(job, attempt)
         ran.append(job)
         if error is not None:
             logger.info("drain: job %s of type %s failed: %s", job.id, job.type, outcome.error_msg)
