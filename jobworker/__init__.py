@@ -74,6 +74,7 @@ from jobworker._settings import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_JOB_TIMEOUT,
     Duration,
+    SettingsChanges,
     WorkerSettings,
 )
 
@@ -97,6 +98,7 @@ __all__ = [
     "OutcomeKind",
     "Registry",
     "RetryScheduler",
+    "SettingsChanges",
     "WakeupCallback",
     "WorkerDatabase",
     "WorkerPool",

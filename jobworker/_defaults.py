@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from jobqueue import Job
 from jobworker._bundles import BundleHandler
@@ -11,7 +11,7 @@ from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
 from jobworker._pool import WorkerPool
 from jobworker._registry import AfterJobHook, BeforeJobHook, Registry, RetryScheduler
-from jobworker._settings import Duration, WorkerSettings
+from jobworker._settings import Duration, SettingsChanges, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,22 +124,9 @@ def remove_after_job_hook(fn: AfterJobHook, job_type: str | None = None) -> None
     _registry.remove_after_job_hook(fn, job_type)
 
 
-def configure(
-    *,
-    job_timeout: Duration | None = None,
-    heartbeat_interval: Duration | None = None,
-    dead_for: Duration | None = None,
-    reaper_interval: Duration | None = None,
-    prefetch: int | None = None,
-) -> WorkerSettings:
+def configure(**changes: Unpack[SettingsChanges]) -> WorkerSettings:
     """Change the default pool's settings; see :meth:`WorkerPool.configure`."""
-    return _pool.configure(
-        job_timeout=job_timeout,
-        heartbeat_interval=heartbeat_interval,
-        dead_for=dead_for,
-        reaper_interval=reaper_interval,
-        prefetch=prefetch,
-    )
+    return _pool.configure(**changes)
 
 
 def on_error(callback: ErrorCallback | None) -> None:

@@ -6,6 +6,7 @@ import itertools
 import logging
 import threading
 import time
+from typing import Unpack
 
 from jobqueue import Job, JobQueueError, NotInitializedError, RegistrationError
 from jobworker._database import WorkerDatabase
@@ -13,7 +14,7 @@ from jobworker._errors import ErrorCallback, ErrorReporter
 from jobworker._inline import do_job_with, run_job_inline_with
 from jobworker._registry import Registry
 from jobworker._session import Session
-from jobworker._settings import Duration, WorkerSettings, to_timedelta
+from jobworker._settings import Duration, SettingsChanges, WorkerSettings, to_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -76,29 +77,17 @@ class WorkerPool:
                 raise RegistrationError("cannot change the database while worker threads run")
             self._database = database
 
-    def configure(
-        self,
-        *,
-        job_timeout: Duration | None = None,
-        heartbeat_interval: Duration | None = None,
-        dead_for: Duration | None = None,
-        reaper_interval: Duration | None = None,
-        prefetch: int | None = None,
-    ) -> WorkerSettings:
+    def configure(self, **changes: Unpack[SettingsChanges]) -> WorkerSettings:
         """Change settings (None keeps a value); they apply from the next start_threads().
 
-        Durations are timedeltas or seconds. Raises ValueError for a non-positive
-        duration or a ``dead_for`` under 3 x ``heartbeat_interval``. ``prefetch``: jobs
-        claimed ahead of free threads (see :class:`WorkerSettings`).
+        The keywords are those of :class:`SettingsChanges`: ``job_timeout``,
+        ``heartbeat_interval``, ``dead_for``, ``reaper_interval`` (durations: timedeltas
+        or seconds) and ``prefetch`` (jobs claimed ahead of free threads, see
+        :class:`WorkerSettings`). Raises ValueError for a non-positive duration or a
+        ``dead_for`` under 3 x ``heartbeat_interval``, TypeError for an unknown keyword.
         """
         with self._lock:
-            self._settings = self._settings.replace(
-                job_timeout=job_timeout,
-                heartbeat_interval=heartbeat_interval,
-                dead_for=dead_for,
-                reaper_interval=reaper_interval,
-                prefetch=prefetch,
-            )
+            self._settings = self._settings.replace(**changes)
             return self._settings
 
     def on_error(self, callback: ErrorCallback | None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypedDict, Unpack
 
 #: A duration: a timedelta or a number of seconds.
 Duration = timedelta | float | int
@@ -32,6 +34,22 @@ def to_timedelta(value: Duration, what: str, *, allow_zero: bool = False) -> tim
     if result < timedelta(0) or (result == timedelta(0) and not allow_zero):
         raise ValueError(f"{what} must be positive, got {value!r}")
     return result
+
+
+class SettingsChanges(TypedDict, total=False):
+    """The keywords of ``configure()`` (:func:`jobworker.configure`, :meth:`WorkerPool.configure`,
+    :meth:`WorkerSettings.replace`), written once here: each changes the setting of its
+    name; None keeps the current value. Durations are timedeltas or seconds."""
+
+    job_timeout: Duration | None
+    heartbeat_interval: Duration | None
+    dead_for: Duration | None
+    reaper_interval: Duration | None
+    prefetch: int | None
+
+
+#: The names of the settings, in their documented order.
+SETTING_NAMES = tuple(SettingsChanges.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,31 +90,22 @@ class WorkerSettings:
         """How often dead jobs are reaped: ``reaper_interval``, else the heartbeat interval."""
         return self.reaper_interval if self.reaper_interval is not None else self.heartbeat_interval
 
-    def replace(
-        self,
-        *,
-        job_timeout: Duration | None = None,
-        heartbeat_interval: Duration | None = None,
-        dead_for: Duration | None = None,
-        reaper_interval: Duration | None = None,
-        prefetch: int | None = None,
-    ) -> WorkerSettings:
-        """New settings with the given values changed (None keeps the current value)."""
-        return WorkerSettings(
-            job_timeout=self.job_timeout if job_timeout is None else to_timedelta(job_timeout, "job_timeout"),
-            heartbeat_interval=(
-                self.heartbeat_interval
-                if heartbeat_interval is None
-                else to_timedelta(heartbeat_interval, "heartbeat_interval")
-            ),
-            dead_for=self.dead_for if dead_for is None else to_timedelta(dead_for, "dead_for"),
-            reaper_interval=(
-                self.reaper_interval
-                if reaper_interval is None
-                else to_timedelta(reaper_interval, "reaper_interval")
-            ),
-            prefetch=self.prefetch if prefetch is None else check_prefetch(prefetch),
-        )
+    def replace(self, **changes: Unpack[SettingsChanges]) -> WorkerSettings:
+        """New settings with the given values changed (None keeps the current value).
+
+        Raises TypeError for a keyword that is not a setting, ValueError for a bad value.
+        """
+        values: dict[str, Any] = {}
+        given: dict[str, Any] = dict(changes)
+        for name, value in given.items():
+            if name not in SETTING_NAMES:
+                raise TypeError(
+                    f"unknown worker setting {name!r}; the settings are {', '.join(SETTING_NAMES)}"
+                )
+            if value is None:
+                continue
+            values[name] = check_prefetch(value) if name == "prefetch" else to_timedelta(value, name)
+        return dataclasses.replace(self, **values)
 
 
 def check_prefetch(value: int) -> int:

@@ -159,3 +159,22 @@ def test_dead_for_must_cover_three_heartbeats() -> None:
 def test_durations_must_be_positive_numbers(bad: object) -> None:
     with pytest.raises(ValueError, match="job_timeout"):
         WorkerSettings().replace(job_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_configure_keywords_are_the_settings_written_once() -> None:
+    import dataclasses
+    import inspect
+
+    import jobworker
+    from jobworker import SettingsChanges
+
+    assert tuple(SettingsChanges.__annotations__) == tuple(f.name for f in dataclasses.fields(WorkerSettings))
+    for fn in (jobworker.configure, jobworker.WorkerPool.configure, WorkerSettings.replace):
+        params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+        assert [p.kind for p in params] == [inspect.Parameter.VAR_KEYWORD], fn
+
+
+def test_replace_names_an_unknown_setting() -> None:
+    with pytest.raises(TypeError, match="unknown worker setting 'job_timout'"):
+        WorkerSettings().replace(job_timout=3)  # type: ignore[call-arg]
+    assert WorkerSettings().replace(prefetch=None, job_timeout=None) == WorkerSettings()
