@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import select
 import threading
@@ -28,22 +29,17 @@ from jobqueue import (
 )
 from jobqueue._constructors import check_start_at, check_uuid
 from jobworker import Outcome, OutcomeKind
+from jobworker_pg import _async
+from jobworker_pg import _steps as steps
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg._connections import psycopg_connection_of
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._inserts import (
-    COPY_MIN_JOBS,
-    COPY_TYPES,
-    bundle_params,
     checked_bundle_and_payloads,
     checked_jobs_and_payloads,
-    copy_rows,
     job_params,
-    jobs_params,
-    must_open_transaction,
     payloads_of,
-    set_timestamps,
 )
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, MAX_RECONNECT_DELAY, NotificationListener
 from jobworker_pg._queries import q
@@ -202,17 +198,7 @@ class PostgresService:
         params = job_params(job)
         if testmodes.active() and not testmodes.handle_jobs([job]):
             return job
-        if conn is not None:
-            raw = psycopg_connection_of(conn)
-            self._check_open("add_job")
-            with translate_errors("add_job"):
-                row = raw.execute(q("insert_job"), params).fetchone()
-        else:
-            with self._connection("add_job") as pooled:
-                row = pooled.execute(q("insert_job"), params).fetchone()
-        assert row is not None
-        set_timestamps((job,), row[0], row[1])
-        return job
+        return self._run("add_job", steps.insert_job(job, params), conn)
 
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
         """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`).
@@ -231,47 +217,26 @@ class PostgresService:
     def _insert_jobs(
         self, action: str, jobs: list[Job], payloads: list[str], conn: Any, bundle: JobBundle | None = None
     ) -> None:
-        """Store checked jobs (``payloads``: their JSON text, made by the check): with COPY
-        from COPY_MIN_JOBS on, else in one insert_jobs statement."""
-        use_copy = len(jobs) >= COPY_MIN_JOBS
-        params = None if use_copy else jobs_params(jobs, payloads)
-
-        def insert(c: psycopg.Connection[Any]) -> datetime:
-            if params is not None and bundle is None and c.autocommit:
-                # One statement outside any transaction: atomic as is.
-                row = c.execute(q("insert_jobs"), params).fetchone()
-            else:
-                if must_open_transaction(c.autocommit, c.info.transaction_status):
-                    c.execute(q("open_transaction"))
-                # On the pool's autocommit connection a transaction; inside the caller's a
-                # savepoint: all or none, and a failed insert leaves the caller's transaction usable.
-                with c.transaction():
-                    if bundle is not None:
-                        brow = c.execute(q("insert_bundle"), bundle_params(bundle)).fetchone()
-                        assert brow is not None
-                        bundle.created_at, bundle.updated_at = brow
-                    if params is None:
-                        with c.cursor() as cur:
-                            with cur.copy(q("copy_jobs")) as copy:
-                                copy.set_types(COPY_TYPES)
-                                for r in copy_rows(jobs, payloads):
-                                    copy.write_row(r)
-                            row = cur.execute(q("transaction_now")).fetchone()
-                    else:
-                        row = c.execute(q("insert_jobs"), params).fetchone()
-            assert row is not None
-            now: datetime = row[0]
-            return now
-
+        """Store checked jobs (``payloads``: their JSON text, made by the check), all or none."""
+        self._check_open(action)
+        insert = steps.insert_jobs(jobs, payloads, bundle)
         if conn is not None:
             raw = psycopg_connection_of(conn)
-            self._check_open(action)
-            with translate_errors(action):
-                now = insert(raw)
+            atomic = steps.insert_jobs_atomically(jobs, bundle, raw.autocommit)
+            steps.run_steps(raw, action, insert, atomic=atomic)
         else:
             with self._connection(action) as pooled:
-                now = insert(pooled)
-        set_timestamps(jobs, now)
+                atomic = steps.insert_jobs_atomically(jobs, bundle, pooled.autocommit)
+                steps.run_steps(pooled, action, insert, atomic=atomic)
+
+    def _run(self, action: str, operation: steps.Steps[T], conn: Any) -> T:
+        """Run one operation on the caller's ``conn`` (inside its transaction), else on a
+        pooled connection."""
+        self._check_open(action)
+        if conn is not None:
+            return steps.run_steps(psycopg_connection_of(conn), action, operation)
+        with self._connection(action) as pooled:
+            return steps.run_steps(pooled, action, operation)
 
     def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
         """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`).
@@ -289,12 +254,7 @@ class PostgresService:
 
     def get_job(self, job_id: UUID) -> Job:
         """The job with that id; JobNotFoundError if none."""
-        job_id = check_uuid(job_id)
-        with self._connection("get_job") as conn:
-            row = conn.execute(q("get_job"), {"id": job_id}).fetchone()
-        if row is None:
-            raise JobNotFoundError("job", job_id)
-        return job_from_row(row)
+        return self._run("get_job", steps.get_job(check_uuid(job_id)), None)
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
@@ -546,7 +506,7 @@ class PostgresService:
             self._pool.close()
 
     # -- asyncio -------------------------------------------------------------------------
-    # The bodies live in jobworker_pg._async; see there why calls without conn= use a thread.
+    # Without conn= the sync method runs on a thread: see jobworker_pg._async for why.
 
     async def add_job_async(self, job: Job, *, conn: Any = None) -> Job:
         """Awaitable :meth:`add_job` (see :func:`jobqueue.add_async`).
@@ -557,31 +517,55 @@ class PostgresService:
         ``conn`` the job is stored on its own, from a thread, so the event loop never
         blocks. Raises InvalidJobError before any SQL, and honours the test modes.
         """
-        from jobworker_pg import _async
-
-        return await _async.add_job(self, job, conn)
+        if conn is None:
+            return await asyncio.to_thread(self.add_job, job)
+        params = job_params(job)
+        if not await _async.apply_modes([job]):
+            return job
+        raw = await _async.async_connection_of(conn)
+        self._check_open("add_job_async")
+        return await steps.run_steps_async(raw, "add_job_async", steps.insert_job(job, params))
 
     async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
         """Awaitable :meth:`add_jobs`: many jobs in one statement, all or none;
         ``conn`` as for :meth:`add_job_async`."""
-        from jobworker_pg import _async
-
-        return await _async.add_jobs(self, jobs, conn)
+        if conn is None:
+            return await asyncio.to_thread(self.add_jobs, jobs)
+        checked, payloads = checked_jobs_and_payloads(jobs)
+        to_store, payloads = await _async.apply_modes_with_payloads(checked, payloads)
+        if to_store:
+            await self._insert_jobs_async("add_jobs_async", to_store, payloads, conn)
+        return checked
 
     async def add_job_bundle_async(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
         """Awaitable :meth:`add_job_bundle`: a bundle and its jobs atomically;
         ``conn`` as for :meth:`add_job_async`."""
-        from jobworker_pg import _async
+        if conn is None:
+            return await asyncio.to_thread(self.add_job_bundle, bundle)
+        jobs, payloads = checked_bundle_and_payloads(bundle)
+        if testmodes.active() and await asyncio.to_thread(testmodes.handle_bundle, bundle):
+            return bundle
+        await self._insert_jobs_async("add_job_bundle_async", jobs, payloads, conn, bundle)
+        return bundle
 
-        return await _async.add_job_bundle(self, bundle, conn)
+    async def _insert_jobs_async(
+        self, action: str, jobs: list[Job], payloads: list[str], conn: Any, bundle: JobBundle | None = None
+    ) -> None:
+        raw = await _async.async_connection_of(conn)
+        self._check_open(action)
+        # Always atomic: on the caller's connection a savepoint, as in the sync path.
+        await steps.run_steps_async(raw, action, steps.insert_jobs(jobs, payloads, bundle), atomic=True)
 
     async def get_job_async(self, job_id: UUID, *, conn: Any = None) -> Job:
         """Awaitable :meth:`get_job`; JobNotFoundError if none. With ``conn`` (as for
         :meth:`add_job_async`) it reads inside that transaction, so it also sees the
         transaction's own uncommitted jobs."""
-        from jobworker_pg import _async
-
-        return await _async.get_job(self, job_id, conn)
+        if conn is None:
+            return await asyncio.to_thread(self.get_job, job_id)
+        job_id = check_uuid(job_id)
+        raw = await _async.async_connection_of(conn)
+        self._check_open("get_job_async")
+        return await steps.run_steps_async(raw, "get_job_async", steps.get_job(job_id))
 
     # -- for tests -------------------------------------------------------------------------
 

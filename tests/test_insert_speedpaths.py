@@ -23,8 +23,7 @@ import sqlalchemy as sa
 from helpers import KINDS, Notifications, count_jobs, open_conn
 
 import jobqueue
-import jobworker_pg._async as async_inserts
-import jobworker_pg._service as service_module
+import jobworker_pg._steps as steps_module
 from jobqueue import DatabaseError, InvalidJobError, Job, JobDesc
 from jobqueue._constructors import _job_fields, check_name
 from jobqueue._ids import new_id
@@ -228,14 +227,13 @@ STORED_FIELDS = ("id", "bundle_id", "type", "payload", "priority", "origin", "ma
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many rows each insert sent through COPY (sync and async paths)."""
     sizes: list[int] = []
-    real = service_module.copy_rows
+    real = steps_module.copy_rows
 
     def spy(jobs: list[Job], payloads: list[str]) -> Iterator[tuple[Any, ...]]:
         sizes.append(len(jobs))
         return real(jobs, payloads)
 
-    monkeypatch.setattr(service_module, "copy_rows", spy)
-    monkeypatch.setattr(async_inserts, "copy_rows", spy)
+    monkeypatch.setattr(steps_module, "copy_rows", spy)  # one insert path for sync and async
     return sizes
 
 
