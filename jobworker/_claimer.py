@@ -177,8 +177,12 @@ class Claimer:
     def _claim_round(self) -> None:
         if not self._handlers:
             return
-        idle = self._slots.idle()
-        calls, capped = plan_claims(self._handlers, self._slots.busy_by_type(), idle)
+        with self._cond:
+            # Planned and published under the lock that slot_freed takes: a slot that frees
+            # after the snapshot sees these types as capped and asks for the next round.
+            idle = self._slots.idle()
+            calls, capped = plan_claims(self._handlers, self._slots.busy_by_type(), idle)
+            self._capped = set(capped)
         more = False
         for call in calls:
             limit = idle if call.cap is None else min(call.cap, idle)
@@ -191,13 +195,18 @@ class Claimer:
                     logger.debug(
                         "claimed job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "claim")
                     )
-            if jobs:
-                self._on_claimed(jobs)
             idle -= len(jobs)
             if len(jobs) >= limit:
                 more = more or call.cap is None
                 if call.cap is not None:
                     capped.update(call.job_types)
+            # Say "there may be more" before handing the jobs on: a handler fast enough to
+            # end before this round does must find it set, or its freed slot claims nothing.
+            with self._cond:
+                self._more = more
+                self._capped = set(capped)
+            if jobs:
+                self._on_claimed(jobs)
         with self._cond:
             self._more = more
             self._capped = capped
