@@ -154,8 +154,7 @@ class NotificationListener:
                     delay,
                     extra={"action": "listen_error"},
                 )
-                if self._on_error is not None:
-                    self._on_error(exc)
+                self._report(exc)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
@@ -229,8 +228,7 @@ class NotificationListener:
             callback(job_type)
         except Exception as exc:
             logger.exception("wake-up callback failed")
-            if self._on_error is not None:
-                self._on_error(exc)
+            self._report(exc)
 
     # -- dispatching stop events -------------------------------------------------
 
@@ -252,5 +250,14 @@ class NotificationListener:
                         listener.on_job_bundle_stopped(UUID(data["id"]), data["type"], data["origin"])
                 except Exception as exc:
                     logger.exception("service listener failed on %s %s", channel, data.get("id"))
-                    if self._on_error is not None:
-                        self._on_error(exc)
+                    self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        """Hand ``exc`` to the on_error callback; a callback that raises is logged, so that
+        it can never kill the listener or dispatcher thread."""
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(exc)
+        except Exception:
+            logger.exception("the on_error callback raised")

@@ -46,3 +46,59 @@ def test_without_working_listen_it_polls_and_says_so_once(
     assert set(wakeups) == {None}
     said = [r for r in caplog.records if "LISTEN/NOTIFY does not work" in r.getMessage()]
     assert len(said) == 1
+
+
+class _RaisingOnError:
+    """An on_error callback that raises every time; counts its calls."""
+
+    def __init__(self, enough: int) -> None:
+        self.calls = 0
+        self._enough = enough
+        self.reached = threading.Event()
+
+    def __call__(self, exc: BaseException) -> None:
+        self.calls += 1
+        if self.calls >= self._enough:
+            self.reached.set()
+        raise RuntimeError("on_error broke")
+
+
+def test_an_on_error_that_raises_does_not_stop_reconnecting() -> None:
+    # Nothing listens on port 1: every connection attempt fails at once.
+    on_error = _RaisingOnError(enough=3)
+    listener = NotificationListener("postgresql://nobody@127.0.0.1:1/none", on_error=on_error)
+    listener.set_wakeup(lambda job_type: None)
+    try:
+        assert on_error.reached.wait(10), f"on_error called {on_error.calls} times, then the thread died"
+    finally:
+        listener.stop()
+
+
+def test_an_on_error_that_raises_does_not_kill_the_dispatcher(db_url: str) -> None:
+    import jobqueue
+    from jobworker_pg import PostgresService
+
+    on_error = _RaisingOnError(enough=2)
+    seen: list[str] = []
+    both = threading.Event()
+
+    class Failing:
+        def on_job_stopped(self, job_id: object, job_type: str, origin: str, will_retry: bool) -> None:
+            seen.append(job_type)
+            if len(seen) == 2:
+                both.set()
+            raise ValueError("listener broke")
+
+        def on_job_bundle_stopped(self, bundle_id: object, bundle_type: str, origin: str) -> None:
+            pass
+
+    service = PostgresService(db_url, on_error=on_error)
+    try:
+        service.add_listener(Failing())
+        for name in ("first", "second"):
+            job = service.add_job(jobqueue.new_job(name, "test", None))
+            service.cancel_job(job.id)  # stops the job: a job_stopped notification
+        assert both.wait(10), f"events delivered: {seen}"
+        assert on_error.reached.wait(5)
+    finally:
+        service.close()
