@@ -18,6 +18,8 @@ Quickstart::
 This is the only package of pg-jobqueue that imports psycopg.
 """
 
+import typing
+
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._init import init_job_queue, init_job_queue_reset_interrupted_jobs
 from jobworker_pg._listener import NotificationListener
@@ -32,11 +34,32 @@ from jobworker_pg._testmodes import (
     synchronous_jobs,
 )
 
+if typing.TYPE_CHECKING:
+    from jobworker_pg._migrate import current_revision, downgrade, migrate
+
+# The alembic helpers load SQLAlchemy and alembic: imported on first use, not with the package.
+_MIGRATION_NAMES = frozenset({"current_revision", "downgrade", "migrate"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _MIGRATION_NAMES:
+        from jobworker_pg import _migrate
+
+        return getattr(_migrate, name)
+    raise AttributeError(f"module 'jobworker_pg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MIGRATION_NAMES})
+
+
 __all__ = [
     "BundlePredicate",
     "JobPredicate",
     "NotificationListener",
     "PostgresService",
+    "current_revision",
+    "downgrade",
     "ignore_job_bundles",
     "ignore_job_type",
     "ignore_jobs",
@@ -44,6 +67,7 @@ __all__ = [
     "init_job_queue_reset_interrupted_jobs",
     "install_schema",
     "mask_password",
+    "migrate",
     "resolve_conninfo",
     "schema_sql",
     "synchronous_jobs",
