@@ -165,7 +165,7 @@ class Claimer:
             try:
                 self._claim_round()
             except Exception as exc:
-                self._report(exc, f"claiming jobs (retrying in {backoff:.1f}s)")
+                self._report(exc, f"claiming jobs (retrying in {backoff:.1f}s)", retrying=True)
                 with self._cond:
                     self._requested = True
                     if not self._stopping:

@@ -119,7 +119,9 @@ class OutcomeWriter:
             try:
                 applied = self._database.save_outcomes([outcome for outcome, _ in batch])
             except Exception as exc:
-                self._report(exc, f"saving {len(batch)} job outcomes (will retry in {backoff:.2f}s)")
+                self._report(
+                    exc, f"saving {len(batch)} job outcomes (will retry in {backoff:.2f}s)", retrying=True
+                )
                 with self._cond:
                     self._buffer[0:0] = batch
                     self._writing = []

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from jobqueue import JobQueueError
@@ -41,23 +42,35 @@ InvalidPayloadError.__module__ = "jobworker"
 
 #: The same error (same type, same activity) is logged at most once per this many seconds.
 REPEAT_LOG_SECONDS = 30.0
-_NUMBERS = re.compile(r"\d+(\.\d+)?")
+#: How many distinct errors the repeat filter remembers (the least recent are forgotten).
+MAX_TRACKED_ERRORS = 256
+# Ids and numbers in an activity ("... for job 0190...", "retrying in 0.4s") are blanked, so
+# that the same failure for many jobs is one entry.
+_VARYING = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+(\.\d+)?", re.I)
 
 
 class ErrorReporter:
     """Logs errors that happen outside handlers and passes them to the ``on_error`` callback.
 
     During an outage the same error comes back at every heartbeat and retry: it is
-    logged with its traceback once, then at most once per ``REPEAT_LOG_SECONDS`` with
-    the number of repeats, so the log grows at a bounded rate. The callback sees every one.
-    Thread-safe: reporting reads the callback once; a callback that raises is logged.
+    logged once, then at most once per ``REPEAT_LOG_SECONDS`` with the number of
+    repeats, so the log grows at a bounded rate; at most ``MAX_TRACKED_ERRORS`` distinct
+    errors are remembered for that. An error that will be retried (``retrying=True``) is a
+    WARNING without traceback; any other is an ERROR with its traceback the first time.
+    The callback sees every one. Thread-safe: reporting reads the callback once; a
+    callback that raises is logged.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callback: ErrorCallback | None = None
         # (error type, activity with numbers blanked) -> (last logged at, repeats since)
-        self._recent: dict[tuple[str, str], tuple[float, int]] = {}
+        self._recent: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+
+    def tracked(self) -> int:
+        """How many distinct errors the repeat filter remembers now."""
+        with self._lock:
+            return len(self._recent)
 
     def set_callback(self, callback: ErrorCallback | None) -> None:
         """Replace the callback (None removes it)."""
@@ -66,9 +79,10 @@ class ErrorReporter:
         with self._lock:
             self._callback = callback
 
-    def __call__(self, exc: BaseException, what: str) -> None:
-        """Log ``exc`` as happening during ``what`` and hand it to the callback."""
-        key = (type(exc).__qualname__, _NUMBERS.sub("N", what))
+    def __call__(self, exc: BaseException, what: str, *, retrying: bool = False) -> None:
+        """Log ``exc`` as happening during ``what`` and hand it to the callback.
+        ``retrying``: the action is retried (a transient failure until it gives up)."""
+        key = (type(exc).__qualname__, _VARYING.sub("N", what))
         now = time.monotonic()
         with self._lock:
             entry = self._recent.get(key)
@@ -79,10 +93,18 @@ class ErrorReporter:
                 self._recent[key] = (now, 0)
             elif entry is not None:
                 self._recent[key] = (entry[0], repeats + 1)
+            self._recent.move_to_end(key)
+            while len(self._recent) > MAX_TRACKED_ERRORS:
+                self._recent.popitem(last=False)
             callback = self._callback
         if log_now:
             more = f" ({repeats} more like this in the last {REPEAT_LOG_SECONDS:.0f} s)" if repeats else ""
-            logger.error("%s: %s: %s%s", what, type(exc).__name__, exc, more, exc_info=exc if first else None)
+            if retrying:
+                logger.warning("%s: %s: %s%s", what, type(exc).__name__, exc, more)
+            else:
+                logger.error(
+                    "%s: %s: %s%s", what, type(exc).__name__, exc, more, exc_info=exc if first else None
+                )
         if callback is None:
             return
         try:

@@ -98,7 +98,7 @@ class Maintenance:
             action()
         except Exception as exc:
             self._last_failure = time.monotonic()
-            self._report(exc, what)
+            self._report(exc, what, retrying=True)  # at the next interval
 
     def _heartbeat(self) -> None:
         claims = self._slots.claims() + self._unsaved_claims()

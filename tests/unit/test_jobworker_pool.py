@@ -692,3 +692,19 @@ def test_prefetch_is_validated() -> None:
     with pytest.raises(ValueError, match="prefetch must be an int"):
         jobworker.WorkerSettings().replace(prefetch=2.5)  # type: ignore[arg-type]
     assert jobworker.WorkerSettings().replace(prefetch=16).prefetch == 16
+
+
+def test_transient_claim_and_save_failures_that_recover_log_no_error(
+    db: FakeDatabase, registry: Registry, pool: WorkerPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.register("t", lambda job: "ok")
+    caplog.set_level(logging.WARNING)
+    db.fail("claim_jobs", 2)
+    db.fail("save_outcomes", 2)
+    pool.start_threads(1)
+    job = add(db, "t")
+    db.wait_stopped(job.id)
+    assert pool.finish_threads(10)
+    retried = [r for r in caplog.records if "db down" in r.getMessage()]
+    assert {r.getMessage().split(" (")[0] for r in retried} >= {"claiming jobs", "saving 1 job outcomes"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
