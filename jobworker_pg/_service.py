@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import select
+import selectors
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -73,7 +73,11 @@ def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
     backend): then make a real check, which raises for a dead connection so that the
     pool replaces it.
     """
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    # selectors, not select.select: that raises ValueError for descriptors >= 1024 (FD_SETSIZE),
+    # which a process with many open files hands out.
+    with selectors.DefaultSelector() as selector:
+        selector.register(conn.fileno(), selectors.EVENT_READ)
+        readable = selector.select(0)
     if readable:
         psycopg_pool.ConnectionPool.check_connection(conn)
 
