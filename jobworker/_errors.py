@@ -105,6 +105,17 @@ class ErrorReporter:
                 logger.error(
                     "%s: %s: %s%s", what, type(exc).__name__, exc, more, exc_info=exc if first else None
                 )
+        self._call(callback, exc)
+
+    def pass_on(self, exc: BaseException) -> None:
+        """Hand ``exc`` to the callback only, for errors their finder has logged already
+        (the notification listener of jobworker_pg)."""
+        with self._lock:
+            callback = self._callback
+        self._call(callback, exc)
+
+    @staticmethod
+    def _call(callback: ErrorCallback | None, exc: BaseException) -> None:
         if callback is None:
             return
         try:

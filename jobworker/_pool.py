@@ -95,6 +95,11 @@ class WorkerPool:
         hooks); errors are logged either way. None removes the callback."""
         self._report.set_callback(callback)
 
+    def pass_on_error(self, exc: BaseException) -> None:
+        """Hand an error found outside the pool, and logged there, to the on_error callback
+        (``jobworker_pg.init_job_queue`` sends the notification listener's errors here)."""
+        self._report.pass_on(exc)
+
     def start_threads(self, n: int) -> None:
         """Start ``n`` worker threads plus the claimer, heartbeat and outcome threads.
 

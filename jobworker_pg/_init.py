@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import jobqueue
 import jobworker
 from jobworker_pg._service import PostgresService
+
+_lock = threading.Lock()
+_initialised: PostgresService | None = None  # the service of the last init_job_queue
 
 
 def init_job_queue(conninfo: str | None = None, **service_kwargs: Any) -> PostgresService:
@@ -17,11 +21,31 @@ def init_job_queue(conninfo: str | None = None, **service_kwargs: Any) -> Postgr
 
     ``conninfo`` defaults to $JOBQUEUE_DATABASE_URL, then $DATABASE_URL. The
     schema must be installed (:func:`install_schema` or ``jobqueue migrate``).
+    Connects once first, so a wrong URL, password or database name fails here, at
+    once, with the server's reason (DatabaseError). The listener's connection errors
+    go to ``jobworker.on_error`` unless ``on_error=`` is given. Calling it again
+    replaces the service of the previous call and closes that one (its listeners
+    would otherwise fire every event a second time). Nothing is left open when it
+    raises (RegistrationError while worker threads run on the previous service).
     """
+    global _initialised
+    service_kwargs.setdefault("on_error", jobworker.default_pool().pass_on_error)
     service = PostgresService(conninfo, **service_kwargs)
-    service.add_listener(jobqueue.ListenerDispatcher(service))
-    jobworker.set_database(service)
+    previous_database = jobworker.default_pool().database
+    try:
+        service.check_connection()
+        jobworker.set_database(service)
+        service.add_listener(jobqueue.ListenerDispatcher(service))
+    except BaseException:
+        if jobworker.default_pool().database is service:
+            jobworker.set_database(previous_database)
+        service.close()
+        raise
     jobqueue.set_default_service(service)
+    with _lock:
+        previous, _initialised = _initialised, service
+    if previous is not None:
+        previous.close()
     return service
 
 

@@ -116,6 +116,7 @@ class NotificationListener:
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+        self._connected.clear()
 
     # -- the LISTEN loop ---------------------------------------------------------
 

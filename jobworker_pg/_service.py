@@ -6,6 +6,7 @@ import asyncio
 import logging
 import selectors
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -52,6 +53,13 @@ T = TypeVar("T")
 DEFAULT_POOL_MAX_SIZE = 10
 #: How long add_listener waits for the LISTEN connection.
 LISTEN_WAIT_SECONDS = 5.0
+#: A checkout that waits this long makes one direct connection attempt, so that a server
+#: that is down or refuses us is reported at once with its reason, not after the pool's timeout.
+CHECKOUT_PROBE_SECONDS = 1.0
+#: How long the direct connection attempt (and check_connection) may take.
+CONNECT_TIMEOUT_SECONDS = 5
+# A probe that succeeded spares the next probes for this long (a busy pool, not a down server).
+_PROBE_OK_SECONDS = 5.0
 # Transient conflicts between concurrent writers that a plain retry resolves.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _WRITE_RETRIES = 3
@@ -132,6 +140,8 @@ class PostgresService:
             ping_interval=ping_interval,
             on_error=on_error,
         )
+        self._connect_kwargs = connect_kwargs or {}
+        self._probe_ok_until = 0.0
         self._closed = False
         self._close_lock = threading.Lock()
         # Tokens of claims that failed on a broken connection and may have committed.
@@ -169,14 +179,48 @@ class PostgresService:
         """A pooled connection (autocommit: use ``transaction()`` for several statements),
         errors translated."""
         self._check_open(action)
-        with translate_errors(action), self._pool.connection() as conn:
+        with translate_errors(action):
+            conn = self._checkout(action)
             try:
-                yield conn
+                with conn:  # the pool's context behaviour: commit or roll back, keep it open
+                    yield conn
             except pg_errors.ReadOnlySqlTransaction:
                 # The session was opened while the database was read-only and keeps that
                 # default: close it, so that the pool opens a fresh one once it is writable.
                 conn.close()
                 raise
+            finally:
+                self._pool.putconn(conn)
+
+    def _checkout(self, action: str) -> psycopg.Connection[Any]:
+        """A connection from the pool. When none comes within CHECKOUT_PROBE_SECONDS, connect
+        once directly: if that fails, the server's reason is raised now (wrong password,
+        unknown database, server down) instead of a PoolTimeout after the pool's timeout."""
+        timeout = self._pool.timeout
+        conn: psycopg.Connection[Any]
+        try:
+            conn = self._pool.getconn(timeout=min(CHECKOUT_PROBE_SECONDS, timeout))
+            return conn
+        except psycopg_pool.PoolTimeout:
+            if timeout <= CHECKOUT_PROBE_SECONDS:
+                raise
+        if time.monotonic() >= self._probe_ok_until:
+            self._connect_once()  # raises psycopg.OperationalError with the server's message
+            self._probe_ok_until = time.monotonic() + _PROBE_OK_SECONDS
+        conn = self._pool.getconn(timeout=timeout - CHECKOUT_PROBE_SECONDS)
+        return conn
+
+    def _connect_once(self) -> None:
+        kwargs = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **self._connect_kwargs}
+        psycopg.connect(self._conninfo, **kwargs).close()
+
+    def check_connection(self) -> None:
+        """Connect to the database once, directly; DatabaseError with the server's reason
+        (authentication failed, database does not exist, connection refused) if that fails.
+        :func:`jobworker_pg.init_job_queue` calls it so that a wrong URL fails at once."""
+        self._check_open("check_connection")
+        with translate_errors(f"connecting to {mask_password(self._conninfo)}"):
+            self._connect_once()
 
     def _write(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` in its own transaction, retrying deadlocks and serialization failures."""

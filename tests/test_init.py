@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -123,3 +124,85 @@ def test_init_with_reset_requeues_jobs_whose_worker_died(db_url: str) -> None:
     finally:
         jobqueue.set_default_service(None)
         service.close()
+
+
+def _reset_init() -> None:
+    jobqueue.set_default_service(None)
+    jobworker.set_database(None)
+
+
+def test_a_second_init_closes_the_first_service(db_url: str) -> None:
+    first = init_job_queue(db_url)
+    second = init_job_queue(db_url)
+    try:
+        assert jobqueue.get_service() is second
+        with pytest.raises(jobqueue.ServiceClosedError):
+            first.get_job(uuid.uuid4())  # closed: its listener no longer fires the registries
+        assert not first.listener.wait_connected(0)
+    finally:
+        _reset_init()
+        second.close()
+
+
+def test_an_init_that_raises_leaves_no_pool_or_listener_open(db_url: str) -> None:
+    first = init_job_queue(db_url)
+    pool = jobworker.default_pool()
+    pool.registry.register("init.t", lambda job: None)
+    pool.start_threads(1)
+    before = {t.ident for t in threading.enumerate()}
+    try:
+        with pytest.raises(jobqueue.RegistrationError):
+            init_job_queue(db_url)
+        leaked = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+        assert leaked == []
+        assert jobqueue.get_service() is first and pool.database is first
+    finally:
+        pool.stop_threads()
+        pool.registry.unregister("init.t")
+        _reset_init()
+        first.close()
+
+
+def test_the_listeners_connection_errors_reach_on_error(db_url: str) -> None:
+    errors: list[BaseException] = []
+    reported = threading.Event()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        reported.set()
+
+    jobworker.on_error(on_error)
+    service = init_job_queue(db_url)
+    try:
+        assert service.listener.wait_connected(10)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where application_name = 'jobqueue-listen' and datname = current_database()"
+            )
+        assert reported.wait(10)
+        assert isinstance(errors[0], psycopg.OperationalError)
+    finally:
+        jobworker.on_error(None)
+        _reset_init()
+        service.close()
+
+
+def test_init_with_an_unknown_database_fails_at_once_with_the_servers_reason(db_url: str) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(db_url)
+    params["dbname"] = "jobqueue_no_such_database"
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(jobqueue.DatabaseError, match='database "jobqueue_no_such_database" does not exist'):
+        init_job_queue(psycopg.conninfo.make_conninfo(**params))
+    assert [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()] == []
+    with pytest.raises(jobqueue.NotInitializedError):
+        jobqueue.get_service().get_job(uuid.uuid4())
+
+
+def test_the_first_call_on_an_unreachable_database_says_why(db_url: str) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(db_url)
+    params["dbname"] = "jobqueue_no_such_database"
+    with PostgresService(psycopg.conninfo.make_conninfo(**params)) as service:
+        # Not the pool's "couldn't get a connection after 30 s", but the server's reason.
+        with pytest.raises(jobqueue.DatabaseError, match="does not exist"):
+            service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])
