@@ -202,7 +202,9 @@ def test_init_with_an_unknown_database_fails_at_once_with_the_servers_reason(db_
 def test_the_first_call_on_an_unreachable_database_says_why(db_url: str) -> None:
     params = psycopg.conninfo.conninfo_to_dict(db_url)
     params["dbname"] = "jobqueue_no_such_database"
-    with PostgresService(psycopg.conninfo.make_conninfo(**params)) as service:
-        # Not the pool's "couldn't get a connection after 30 s", but the server's reason.
-        with pytest.raises(jobqueue.DatabaseError, match="does not exist"):
-            service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])
+    # Not the pool's "couldn't get a connection after 30 s", but the server's reason.
+    with (
+        PostgresService(psycopg.conninfo.make_conninfo(**params)) as service,
+        pytest.raises(jobqueue.DatabaseError, match="does not exist"),
+    ):
+        service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])
