@@ -41,6 +41,7 @@ from jobworker_pg._inserts import (
     checked_jobs_and_payloads,
     job_params,
     payloads_of,
+    set_timestamps,
 )
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, MAX_RECONNECT_DELAY, NotificationListener
 from jobworker_pg._queries import q
@@ -60,6 +61,8 @@ CHECKOUT_PROBE_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5
 # A probe that succeeded spares the next probes for this long (a busy pool, not a down server).
 _PROBE_OK_SECONDS = 5.0
+# The constraints a retried insert of the same ids stops at.
+_PRIMARY_KEYS = frozenset({"job_pkey", "job_bundle_pkey"})
 # Transient conflicts between concurrent writers that a plain retry resolves.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _WRITE_RETRIES = 3
@@ -246,7 +249,12 @@ class PostgresService:
         params = job_params(job)
         if testmodes.active() and not testmodes.handle_jobs([job]):
             return job
-        return self._run("add_job", steps.insert_job(job, params), conn)
+        if conn is not None:
+            return self._run("add_job", steps.insert_job(job, params), conn)
+        self._retrying_lost_connection(
+            "add_job", lambda: self._run("add_job", steps.insert_job(job, params), None), [job], None
+        )
+        return job
 
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
         """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`).
@@ -267,15 +275,66 @@ class PostgresService:
     ) -> None:
         """Store checked jobs (``payloads``: their JSON text, made by the check), all or none."""
         self._check_open(action)
-        insert = steps.insert_jobs(jobs, payloads, bundle)
         if conn is not None:
             raw = psycopg_connection_of(conn)
             atomic = steps.insert_jobs_atomically(jobs, bundle, raw.autocommit)
-            steps.run_steps(raw, action, insert, atomic=atomic)
-        else:
+            steps.run_steps(raw, action, steps.insert_jobs(jobs, payloads, bundle), atomic=atomic)
+            return
+
+        def insert() -> None:
             with self._connection(action) as pooled:
                 atomic = steps.insert_jobs_atomically(jobs, bundle, pooled.autocommit)
-                steps.run_steps(pooled, action, insert, atomic=atomic)
+                steps.run_steps(pooled, action, steps.insert_jobs(jobs, payloads, bundle), atomic=atomic)
+
+        self._retrying_lost_connection(action, insert, jobs, bundle)
+
+    def _retrying_lost_connection(
+        self, action: str, insert: Callable[[], object], jobs: list[Job], bundle: JobBundle | None
+    ) -> None:
+        """Run a standalone insert (its own transaction); when the connection fails under it,
+        run it once more. That cannot store a job twice: the ids are the client's, so if the
+        first try committed before its reply was lost, the retry stops at the primary key,
+        and finding the jobs stored (same id, type and origin) is the success it reports."""
+        try:
+            insert()
+            return
+        except DatabaseError as exc:
+            if not isinstance(exc.__cause__, psycopg.OperationalError) or self._closed:
+                raise
+            logger.warning("%s: the connection failed (%s); trying once more", action, exc.__cause__)
+        try:
+            insert()
+        except DatabaseError as exc:
+            cause = exc.__cause__
+            if not (
+                isinstance(cause, pg_errors.UniqueViolation)
+                and cause.diag.constraint_name in _PRIMARY_KEYS
+                and self._stored_already(jobs, bundle)
+            ):
+                raise
+            logger.info("%s: the first try had committed before its connection failed", action)
+
+    def _stored_already(self, jobs: list[Job], bundle: JobBundle | None) -> bool:
+        """Whether these jobs (all or none were stored) are in the database; if so, take their
+        timestamps from it."""
+        try:
+            if bundle is not None:
+                stored_bundle = self.get_job_bundle(bundle.id)
+                if (stored_bundle.type, stored_bundle.origin) != (bundle.type, bundle.origin):
+                    return False
+                bundle.created_at, bundle.updated_at = stored_bundle.created_at, stored_bundle.updated_at
+            stored = self.get_job(jobs[0].id)
+        except JobNotFoundError:
+            return False
+        if (stored.type, stored.origin, stored.bundle_id) != (
+            jobs[0].type,
+            jobs[0].origin,
+            jobs[0].bundle_id,
+        ):
+            return False
+        assert stored.created_at is not None
+        set_timestamps(jobs, stored.created_at, stored.updated_at)
+        return True
 
     def _run(self, action: str, operation: steps.Steps[T], conn: Any) -> T:
         """Run one operation on the caller's ``conn`` (inside its transaction), else on a
