@@ -19,6 +19,7 @@ from jobworker._settings import Duration, SettingsChanges, WorkerSettings, to_ti
 logger = logging.getLogger(__name__)
 
 _pool_numbers = itertools.count(1)
+_START_WAIT_SLICE = 1.0  # stopping re-checks a start in progress at least this often
 
 
 class WorkerPool:
@@ -46,6 +47,8 @@ class WorkerPool:
         self._poll_interval: float | None = None
         self._session: Session | None = None
         self._starting = False
+        self._start_ended = threading.Condition(self._lock)  # notified when a start ends
+        self._start_cancelled = False  # a stop gave up waiting for the start: it stops itself
 
     @property
     def registry(self) -> Registry:
@@ -117,7 +120,7 @@ class WorkerPool:
                     "no worker database: call jobworker_pg.init_job_queue() or jobworker.set_database() first"
                 )
             database, settings, poll = self._database, self._settings, self._poll_interval
-            self._starting = True
+            self._starting, self._start_cancelled = True, False
             self._registry.freeze()
         session: Session | None = None
         try:
@@ -132,12 +135,22 @@ class WorkerPool:
         except BaseException:
             if session is not None:
                 session.stop()
+            self._registry.unfreeze()
             with self._lock:
                 self._starting = False
-            self._registry.unfreeze()
+                self._start_ended.notify_all()
             raise
         with self._lock:
-            self._session, self._starting = session, False
+            cancelled = self._start_cancelled
+            if not cancelled:
+                self._session = session
+            self._starting = False
+            self._start_ended.notify_all()
+        if cancelled:
+            session.stop()
+            self._registry.unfreeze()
+            logger.info("worker threads stopped as they started (a stop came during the start)")
+            return
         logger.info("started %d worker threads for job types %s", n, ", ".join(sorted(handlers)))
 
     def finish_threads(self, timeout: Duration | None = None) -> bool:
@@ -154,9 +167,9 @@ class WorkerPool:
             if timeout is None
             else time.monotonic() + to_timedelta(timeout, "timeout", allow_zero=True).total_seconds()
         )
-        session = self._detach()
+        session, in_time = self._detach(deadline)
         if session is None:
-            return True
+            return in_time
         try:
             finished = session.finish(deadline)
         finally:
@@ -173,7 +186,7 @@ class WorkerPool:
         ``current_job_context().cancelled``; their late results are discarded.
         Outcomes already queued get one attempt to be saved. Harmless when not running.
         """
-        session = self._detach()
+        session, _ = self._detach()
         if session is None:
             return
         try:
@@ -208,7 +221,17 @@ class WorkerPool:
         if session is not None:
             session.claimer.set_poll_interval(seconds)
 
-    def _detach(self) -> Session | None:
+    def _detach(self, deadline: float | None = None) -> tuple[Session | None, bool]:
+        """Take the running session. A start_threads still under way is waited for (until
+        ``deadline``, monotonic), so that stopping during a start stops the threads it starts;
+        if the deadline passes first, the start stops its threads itself when it ends, and
+        the second value is False."""
         with self._lock:
+            while self._starting:
+                remaining = _START_WAIT_SLICE if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    self._start_cancelled = True
+                    return None, False
+                self._start_ended.wait(min(remaining, _START_WAIT_SLICE))
             session, self._session = self._session, None
-            return session
+            return session, True

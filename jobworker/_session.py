@@ -183,13 +183,10 @@ class Session:
                 logger.error("claimed job %s of unregistered type", job.id, extra=job_extra(job, "claim"))
                 continue
             runs.append(Run(job, handler, handler.timeout or self.settings.job_timeout, self.database))
-        if not self.slots.add(runs):
-            for run in runs:
-                logger.warning(
-                    "job %s was claimed as the pool stopped; the reaper will requeue it",
-                    run.job.id,
-                    extra=job_extra(run.job, "abandoned"),
-                )
+        rejected = self.slots.add(runs)
+        if rejected:  # the pool stopped meanwhile (or, a bug, more came than asked for)
+            logger.info("giving back %d jobs claimed as the pool stopped", len(rejected))
+            self._release(rejected)
 
     def _slot_freed(self, job_type: str) -> None:
         self.claimer.slot_freed(job_type)

@@ -109,17 +109,18 @@ class Slots:
         with self._lock:
             return +self._per_type
 
-    def add(self, runs: list[Run]) -> bool:
-        """Queue claimed runs for the worker threads; False (and nothing queued) once closed:
-        those jobs stay claimed until the reaper requeues them."""
+    def add(self, runs: list[Run]) -> list[Run]:
+        """Queue claimed runs for the worker threads, as many as there are free places;
+        returns those not queued (all of them once closed), for the caller to give back."""
         with self._lock:
             if self._closed:
-                return False
-            self._pending.extend(runs)
-            for run in runs:
+                return runs
+            fit, rejected = runs[: max(self._free(), 0)], runs[max(self._free(), 0) :]
+            self._pending.extend(fit)
+            for run in fit:
                 self._per_type[run.job.type] += 1
-            self._work.notify(len(runs))
-            return True
+            self._work.notify(len(fit))
+            return rejected
 
     def take(self, thread: WorkerHandle) -> Run | None:
         """The next pending run for ``thread`` (now RUNNING, its deadline set), or None when

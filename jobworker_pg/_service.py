@@ -76,6 +76,13 @@ def _seconds(value: timedelta | float, what: str) -> float:
     return float(value)
 
 
+def _claims_params(claims: Sequence[tuple[UUID, UUID | None]]) -> dict[str, list[Any]]:
+    """The parameters of heartbeat and release_claims for ``(job_id, claim_token)`` pairs,
+    sorted by id so that every writer locks rows in one order."""
+    ordered = sorted(claims, key=lambda c: c[0])
+    return {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
+
+
 def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
     """The pool's check before lending a connection, without a round trip in the normal case.
 
@@ -506,6 +513,11 @@ class PostgresService:
                 if unconfirmed:
                     rows = conn.execute(q("claimed_with_tokens"), {"tokens": unconfirmed}).fetchall()
                     recovered = [job_from_row(r) for r in rows]
+                    if len(recovered) > limit:  # never hand out more than asked for
+                        extra, recovered = recovered[limit:], recovered[:limit]
+                        conn.execute(
+                            q("release_claims"), _claims_params([(j.id, j.claim_token) for j in extra])
+                        )
                 params = {"types": list(job_types), "limit": max(limit - len(recovered), 0), "token": token}
                 rows = conn.execute(q("claim_jobs"), params).fetchall() if params["limit"] else []
             with self._claims_lock:
@@ -561,8 +573,7 @@ class PostgresService:
     ) -> set[UUID]:
         """Run ``query`` (heartbeat, release_claims) for ``(job_id, claim_token)`` pairs, sorted
         by id so that every writer locks rows in one order; returns the ids it applied to."""
-        ordered = sorted(claims)
-        params = {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
+        params = _claims_params(claims)
         return self._write(action, lambda c: {row[0] for row in c.execute(query, params)})
 
     def reap_dead_jobs(self, dead_for: timedelta | float) -> int:

@@ -295,6 +295,25 @@ def test_a_claim_whose_reply_was_lost_is_taken_back_by_the_next_claim(
     assert service.claim_jobs(["t"], 3) == []
 
 
+def test_taken_back_claims_never_exceed_the_limit(service: PostgresService, db_url: str) -> None:
+    import uuid
+
+    jobs = service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])
+    token = uuid.uuid4()  # a lost claim of all three jobs
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "update worker.job set started_at = now(), worker_alive_at = now(), attempt = attempt + 1,"
+            " claim_token = %s",
+            (token,),
+        )
+    service._unconfirmed_claims.add(token)
+    claimed = service.claim_jobs(["t"], 1)
+    assert len(claimed) == 1  # no more than asked for: the pool has one free place
+    rest = [service.get_job(j.id) for j in jobs if j.id != claimed[0].id]
+    assert [(j.started_at, j.attempt) for j in rest] == [(None, 0), (None, 0)]  # given back uncounted
+    assert len(service.claim_jobs(["t"], 3)) == 2
+
+
 def test_a_claim_that_fails_on_a_broken_connection_is_remembered(
     service: PostgresService, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
