@@ -30,6 +30,10 @@ from jobworker._slots import Run, Slots, WorkerHandle
 logger = logging.getLogger(__name__)
 
 JOIN_TIMEOUT = 5.0  # how long stopping waits for a service thread
+#: Handlers still running past their timeouts, per thread of the pool, beyond which a
+#: timed-out run's thread is no longer replaced (a type whose handlers all hang would
+#: otherwise grow threads without end).
+MAX_STRAYS = 1
 
 
 class _Worker(WorkerHandle):
@@ -42,7 +46,8 @@ class _Worker(WorkerHandle):
     def _loop(self) -> None:
         while (run := self._session.slots.take(self)) is not None:
             self._session.execute(run)
-            if self.retired:
+            if self.retired:  # a stray: its run timed out and its place went to another thread
+                self._session.stray_ended()
                 return
 
 
@@ -68,6 +73,7 @@ class Session:
         self._worker_numbers = itertools.count(1)
         self._workers: list[_Worker] = []
         self._workers_lock = threading.Lock()
+        self._missing_workers = 0  # threads not replaced because of the stray cap
         self.slots = Slots(width, self._slot_freed, settings.prefetch)
         self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
         self.claimer = Claimer(
@@ -215,8 +221,41 @@ class Session:
             outcome = settle(run.job, None, error, self.registry.retry_scheduler(run.job.type))
             self._submit(run, outcome, error)
         finally:
-            if not self.slots.closing:
-                self._spawn_worker()
+            self._replace_worker()
+
+    def _replace_worker(self) -> None:
+        """Give the place of a timed-out run's thread to a new thread, unless MAX_STRAYS
+        handlers per thread of the pool still run past their timeouts: then the pool
+        narrows by one (and claims that much less) until one of them returns."""
+        with self._workers_lock:
+            strays = sum(1 for w in self._workers if w.retired and w.thread.is_alive())
+            capped = strays > MAX_STRAYS * self.slots.width
+            if capped:
+                self._missing_workers += 1
+        if self.slots.closing:
+            return
+        if capped:
+            self._release(self.slots.resize(-1))
+            logger.warning(
+                "%d handlers still run past their timeouts: not starting another thread until one "
+                "returns (the pool runs %d fewer jobs at once meanwhile)",
+                strays,
+                self._missing_workers,
+                extra={"action": "stray-cap"},
+            )
+            return
+        self._spawn_worker()
+
+    def stray_ended(self) -> None:
+        """A stray handler returned and its thread exits: start a thread held back by the cap."""
+        with self._workers_lock:
+            if self._missing_workers == 0:
+                return
+            self._missing_workers -= 1
+        if not self.slots.closing:
+            self._release(self.slots.resize(+1))
+            self._spawn_worker()
+            self.claimer.wake(None)  # room to claim again
 
     def _submit(self, run: Run, outcome: Outcome, error: BaseException | None) -> None:
         job = run.job

@@ -104,6 +104,18 @@ class Slots:
     def _free(self) -> int:
         return self._capacity - len(self._pending) - len(self._active)
 
+    def resize(self, delta: int) -> list[Run]:
+        """Change the number of places by ``delta`` (threads held back or given back).
+        Returns the pending runs that no longer fit (newest first out), for the caller to
+        give back."""
+        with self._lock:
+            self._capacity += delta
+            over = min(max(-self._free(), 0), len(self._pending))
+            dropped = self._take_pending(list(self._pending)[len(self._pending) - over :]) if over else []
+        for run in dropped:
+            run.context.cancel()
+        return dropped
+
     def busy_by_type(self) -> dict[str, int]:
         """In-flight runs per job type."""
         with self._lock:

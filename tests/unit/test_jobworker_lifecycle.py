@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -116,4 +117,39 @@ def test_jobs_claimed_as_the_pool_stops_are_given_back_uncounted(
         assert [db.jobs[j.id].attempt for j in jobs] == [0, 0]
     finally:
         db.claim_gate.set()
+        pool.stop_threads()
+
+
+class _Seen(logging.Handler):
+    """Sets an event when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_threads_replacing_hung_handlers_are_capped(registry: Registry, db: FakeDatabase) -> None:
+    gate = threading.Event()
+    registry.register("hang", lambda job: gate.wait(30), timeout=0.1)
+    pool = WorkerPool(db, registry, FAST, name="jobworker-strays")
+    seen = _Seen("not starting another thread")
+    logging.getLogger("jobworker._session").addHandler(seen)
+    jobs = [db.add(new_job("hang", "test", i)) for i in range(10)]
+    pool.start_threads(2)
+    try:
+        assert seen.event.wait(10)  # the cap held
+        # 2 threads x (1 running + MAX_STRAYS strays), and no thread for the other jobs.
+        assert len(_worker_threads("jobworker-strays-worker")) <= 2 * (1 + _session.MAX_STRAYS)
+        # Jobs claimed for the places the cap took away are given back.
+        db.wait_for(lambda: sum(db.jobs[j.id].started_at is not None for j in jobs) <= 4)
+        gate.set()  # the strays return: their threads exit, held-back ones start
+        db.wait_stopped(*(j.id for j in jobs), timeout=30)
+    finally:
+        gate.set()
+        logging.getLogger("jobworker._session").removeHandler(seen)
         pool.stop_threads()
