@@ -66,7 +66,11 @@ def plan_claims(
 
 
 class Claimer:
-    """Owns the thread ``jobworker-claimer``. ``on_claimed(jobs)`` hands claimed jobs on."""
+    """Owns the thread ``jobworker-claimer``. ``on_claimed(jobs)`` hands claimed jobs on.
+
+    ``backlogged()`` True holds claiming back (too many outcomes wait to be saved); whoever
+    ends the backlog calls :meth:`wake`.
+    """
 
     def __init__(
         self,
@@ -77,8 +81,10 @@ class Claimer:
         report: ErrorReporter,
         poll_interval: float | None,
         name: str,
+        backlogged: Callable[[], bool] = lambda: False,
     ) -> None:
         self._database = database
+        self._backlogged = backlogged
         self._handlers = dict(handlers)
         self._slots = slots
         self._on_claimed = on_claimed
@@ -148,7 +154,7 @@ class Claimer:
                     self._next_due, self._requested = None, True
                 if self._next_poll is not None and self._poll_interval is not None and now >= self._next_poll:
                     self._next_poll, self._requested = now + self._poll_interval, True
-                if self._requested and self._slots.claimable() > 0:
+                if self._requested and self._slots.claimable() > 0 and not self._backlogged():
                     self._requested = False
                     return True
                 timeouts = [IDLE_WAIT_SECONDS]

@@ -70,6 +70,11 @@ class OutcomeWriter:
             if len(self._buffer) == 1 or len(self._buffer) >= MAX_BATCH:
                 self._cond.notify_all()
 
+    def unsaved(self) -> int:
+        """How many outcomes wait to be saved (queued or being written)."""
+        with self._lock:
+            return len(self._buffer) + len(self._writing)
+
     def pending_claims(self) -> list[tuple[UUID, UUID]]:
         """Claims whose outcomes are not saved yet: they still need heartbeats."""
         with self._lock:

@@ -34,6 +34,8 @@ JOIN_TIMEOUT = 5.0  # how long stopping waits for a service thread
 #: timed-out run's thread is no longer replaced (a type whose handlers all hang would
 #: otherwise grow threads without end).
 MAX_STRAYS = 1
+#: The least number of unsaved outcomes at which claiming pauses (see Session.max_unsaved).
+MIN_UNSAVED_BOUND = 500
 
 
 class _Worker(WorkerHandle):
@@ -76,8 +78,18 @@ class Session:
         self._missing_workers = 0  # threads not replaced because of the stray cap
         self.slots = Slots(width, self._slot_freed, settings.prefetch)
         self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
+        # Claiming stops while this many outcomes wait to be saved (the database refuses
+        # writes): each unsaved claim is kept alive by heartbeats, so claims must not pile up.
+        self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + settings.prefetch))
         self.claimer = Claimer(
-            database, handlers, self.slots, self._claimed, report, poll_interval, f"{name}-claimer"
+            database,
+            handlers,
+            self.slots,
+            self._claimed,
+            report,
+            poll_interval,
+            f"{name}-claimer",
+            backlogged=lambda: self.writer.unsaved() >= self.max_unsaved,
         )
         self.maintenance = Maintenance(
             database,
@@ -285,6 +297,8 @@ class Session:
         self.writer.submit(outcome, job)
 
     def _saved(self, saved: list[tuple[Outcome, Job]], applied: set[UUID]) -> None:
+        if self.writer.unsaved() + len(saved) >= self.max_unsaved:  # the backlog held claims back
+            self.claimer.wake(None)
         debug = logger.isEnabledFor(logging.DEBUG)
         for outcome, job in saved:
             if outcome.job_id not in applied:

@@ -708,3 +708,29 @@ def test_transient_claim_and_save_failures_that_recover_log_no_error(
     retried = [r for r in caplog.records if "db down" in r.getMessage()]
     assert {r.getMessage().split(" (")[0] for r in retried} >= {"claiming jobs", "saving 1 job outcomes"}
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_claiming_pauses_while_outcomes_cannot_be_saved(
+    db: FakeDatabase, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobworker import _session
+
+    monkeypatch.setattr(_session, "MIN_UNSAVED_BOUND", 20, raising=False)
+    registry.register("t", lambda job: None)
+    pool = WorkerPool(db, registry, FAST, name="jobworker-backpressure")
+    jobs = [add(db, "t", i) for i in range(200)]
+    db.fail("save_outcomes", 10_000)  # the database refuses writes from now on
+    pool.start_threads(2)
+    try:
+
+        def claimed() -> int:
+            return sum(n for _, _, n in db.claim_calls)
+
+        db.wait_for(lambda: claimed() >= 20)
+        failed = db.failed_save_calls
+        db.wait_for(lambda: db.failed_save_calls >= failed + 3)  # several retries later
+        assert claimed() <= 20 + 2  # the bound, plus the jobs of the threads' last claim
+        db.fail("save_outcomes", 0)  # writable again: everything ends
+        db.wait_stopped(*(j.id for j in jobs), timeout=30)
+    finally:
+        pool.stop_threads()
