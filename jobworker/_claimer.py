@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 IDLE_WAIT_SECONDS = 1.0  # longest single sleep; nothing happens on waking without a reason
 ERROR_BACKOFF_START = 0.1
-ERROR_BACKOFF_MAX = 10.0
+# Failed claims are retried at least this often: once the database is back, claiming resumes
+# within a second (a wake-up from the reconnected listener also ends the wait at once).
+ERROR_BACKOFF_MAX = 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,11 @@ DEFAULT_PING_INTERVAL = 10.0
 DEFAULT_FALLBACK_POLL_INTERVAL = 1.0
 # How long the self-notification may take before LISTEN is judged not to work.
 PROBE_TIMEOUT = 2.0
-MAX_RECONNECT_DELAY = 10.0
+# Reconnect attempts back off from 0.1 s to this: about one a second while the server is
+# away, so that LISTEN (and the claim after it) is back within a second of its return.
+MAX_RECONNECT_DELAY = 1.0
+# While the connection keeps failing, its failure is logged at most this often.
+FAILURE_LOG_SECONDS = 10.0
 # How long one wait for notifications may block; bounds how long close() waits.
 _POLL_SECONDS = 0.2
 
@@ -123,6 +127,7 @@ class NotificationListener:
     def _run(self) -> None:
         delay = 0.1
         first = True
+        last_warned = -FAILURE_LOG_SECONDS
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(
@@ -137,6 +142,7 @@ class NotificationListener:
                         logger.info("notification connection re-established", extra={"action": "reconnect"})
                     first = False
                     delay = 0.1
+                    last_warned = -FAILURE_LOG_SECONDS
                     self.listen_works = self._probe(conn)
                     self._connected.set()
                     self._wake(None)  # we may have missed notifications while away
@@ -148,13 +154,16 @@ class NotificationListener:
                 self._connected.clear()
                 if self._stopping.is_set():
                     return
-                logger.warning(
-                    "notification connection failed (%s: %s); retrying in %.1f s",
-                    type(exc).__name__,
-                    str(exc).strip(),
-                    delay,
-                    extra={"action": "listen_error"},
-                )
+                now = time.monotonic()
+                if now - last_warned >= FAILURE_LOG_SECONDS:  # one line per outage, then a few
+                    last_warned = now
+                    logger.warning(
+                        "notification connection failed (%s: %s); retrying every %.1f s at most",
+                        type(exc).__name__,
+                        str(exc).strip(),
+                        MAX_RECONNECT_DELAY,
+                        extra={"action": "listen_error"},
+                    )
                 self._report(exc)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)

@@ -43,7 +43,7 @@ from jobworker_pg._inserts import (
     payloads_of,
     set_timestamps,
 )
-from jobworker_pg._listener import DEFAULT_PING_INTERVAL, MAX_RECONNECT_DELAY, NotificationListener
+from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
 from jobworker_pg._queries import q
 from jobworker_pg._rows import bundle_from_rows, claimed_job_from_row, job_from_row
 
@@ -54,6 +54,8 @@ T = TypeVar("T")
 DEFAULT_POOL_MAX_SIZE = 10
 #: How long add_listener waits for the LISTEN connection.
 LISTEN_WAIT_SECONDS = 5.0
+#: The pool gives up a series of reconnection attempts after this long (see __init__).
+POOL_RECONNECT_TIMEOUT = 10.0
 #: A checkout that waits this long makes one direct connection attempt, so that a server
 #: that is down or refuses us is reported at once with its reason, not after the pool's timeout.
 CHECKOUT_PROBE_SECONDS = 1.0
@@ -139,7 +141,7 @@ class PostgresService:
                 # Give up one series of reconnection attempts (1, 2, 4 s apart) after 10 s and
                 # start a new one when needed, so an outage of any length is followed by a
                 # reconnect within seconds, not after a backoff grown as long as the outage.
-                reconnect_timeout=MAX_RECONNECT_DELAY,
+                reconnect_timeout=POOL_RECONNECT_TIMEOUT,
                 name="jobqueue",
                 open=True,
             )

@@ -44,7 +44,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from jobworker_pg import PostgresService
 from jobworker_pg._listener import APPLICATION_NAME as LISTEN_APP
-from jobworker_pg._listener import MAX_RECONNECT_DELAY
+
+# Workers are back within this long after the server returns (the bound of the first suite:
+# the old 10 s reconnect cap plus claim slack; the listener now retries every second).
+MAX_RECONNECT_DELAY = 10.0
 
 pytestmark = pytest.mark.faults
 
@@ -218,6 +221,35 @@ def test_worker_claims_within_the_capped_backoff_after_an_outage_of_any_length(
                 waited_seconds=round(time.monotonic() - added, 1),
                 bound_seconds=MAX_RECONNECT_DELAY + 5,
             )
+
+
+#: The outage of the pickup check of issue 18 (item 16).
+PICKUP_OUTAGE_SECONDS = 30.0
+#: A job added as soon as the server is back starts within this long (database clock).
+PICKUP_AFTER_OUTAGE_SECONDS = 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_job_added_right_after_a_30s_outage_starts_within_a_second(
+    throwaway: ThrowawayPostgres, fleet: Fleet
+) -> None:
+    """Polling off: only the listener's reconnect (at most a second apart while the server is
+    away) and the claim it triggers can pick the job up."""
+    url = throwaway.new_database()
+    prepare(url)
+    worker = fleet.start(url, 1, **STEADY)
+    throwaway.stop("fast")
+    time.sleep(PICKUP_OUTAGE_SECONDS)  # the scenario: the server is away this long
+    throwaway.start()
+    with PostgresService(url) as svc:
+        (job,) = svc.add_jobs(exec_jobs(1))
+        wait_for(lambda: svc.get_job(job.id).started_at, 30, "claimed after the outage", 0.05)
+        got = svc.get_job(job.id)
+    assert got.started_at is not None and got.created_at is not None
+    pickup = (got.started_at - got.created_at).total_seconds()
+    report("pickup_after_outage", outage_seconds=PICKUP_OUTAGE_SECONDS, pickup_seconds=round(pickup, 2))
+    assert pickup < PICKUP_AFTER_OUTAGE_SECONDS, f"picked up after {pickup:.2f} s:\n{worker.log()[-3000:]}"
 
 
 # -- 6: connections cut under the workers ------------------------------------------------------
