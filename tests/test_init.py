@@ -23,7 +23,7 @@ def initialised(db_url: str) -> Iterator[PostgresService]:
         yield service
     finally:
         jobqueue.set_default_service(None)
-        jobworker.set_database(None)  # type: ignore[arg-type]
+        jobworker.set_database(None)
         service.close()
 
 
@@ -193,7 +193,7 @@ def test_init_with_an_unknown_database_fails_at_once_with_the_servers_reason(db_
     params["dbname"] = "jobqueue_no_such_database"
     before = {t.ident for t in threading.enumerate()}
     with pytest.raises(jobqueue.DatabaseError, match='database "jobqueue_no_such_database" does not exist'):
-        init_job_queue(psycopg.conninfo.make_conninfo(**params))
+        init_job_queue(psycopg.conninfo.make_conninfo("", **params))
     assert [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()] == []
     with pytest.raises(jobqueue.NotInitializedError):
         jobqueue.get_service().get_job(uuid.uuid4())
@@ -204,7 +204,7 @@ def test_the_first_call_on_an_unreachable_database_says_why(db_url: str) -> None
     params["dbname"] = "jobqueue_no_such_database"
     # Not the pool's "couldn't get a connection after 30 s", but the server's reason.
     with (
-        PostgresService(psycopg.conninfo.make_conninfo(**params)) as service,
+        PostgresService(psycopg.conninfo.make_conninfo("", **params)) as service,
         pytest.raises(jobqueue.DatabaseError, match="does not exist"),
     ):
         service.add_jobs([jobqueue.new_job("t", "o", i) for i in range(3)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import math
 import os
 import pickle
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from helpers import KINDS, Notifications, count_jobs, open_conn
 
 import jobqueue
+import jobworker_pg._inserts as inserts_module
 import jobworker_pg._steps as steps_module
 from jobqueue import DatabaseError, InvalidJobError, Job, JobDesc
 from jobqueue._constructors import _job_fields, check_name
@@ -117,8 +119,8 @@ def test_check_json_raises_exactly_when_encoding_does(limit: int) -> None:
     try:
         jobqueue.set_max_payload_bytes(limit)
         for payload in payloads:
-            expected = _outcome(lambda p=payload: encode_json(p))
-            assert _outcome(lambda p=payload: check_json(p)) == expected, payload
+            expected = _outcome(functools.partial(encode_json, payload))
+            assert _outcome(functools.partial(check_json, payload)) == expected, payload
             if _valid_without_encoding(payload):
                 assert expected == "ok", payload
     finally:
@@ -227,7 +229,7 @@ STORED_FIELDS = ("id", "bundle_id", "type", "payload", "priority", "origin", "ma
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many rows each insert sent through COPY (sync and async paths)."""
     sizes: list[int] = []
-    real = steps_module.copy_rows
+    real = inserts_module.copy_rows
 
     def spy(jobs: list[Job], payloads: list[str]) -> Iterator[tuple[Any, ...]]:
         sizes.append(len(jobs))

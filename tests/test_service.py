@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -137,7 +138,7 @@ def test_invalid_job_in_open_transaction_leaves_it_usable(service: PostgresServi
     with psycopg.connect(db_url) as conn:
         conn.execute("create table app (x int)")
         conn.execute("insert into app values (1)")
-        bad = [
+        bad: list[Callable[[], jobqueue.Job]] = [
             lambda: jobqueue.new_job("", "o", None),
             lambda: jobqueue.new_job("t", "o", {"k": "\x00"}),
             lambda: jobqueue.new_job("t", "o", "x" * (2 * 1024 * 1024)),

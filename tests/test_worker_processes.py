@@ -13,7 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from processes import ThrowawayPostgres, WorkerProcess, scalar, wait_until
+from helpers import wait_for as wait_until
+from processes import ThrowawayPostgres, WorkerProcess, scalar
 
 import jobqueue
 from jobqueue import JobState

@@ -43,6 +43,7 @@ def test_a_claimed_job_is_the_stored_row(service: PostgresService, db_url: str) 
     assert first == service.get_job(added.id)
     assert list(first.__dict__) == list(jobqueue.Job.model_fields)  # built like any other Job
     assert first.model_fields_set == set(jobqueue.Job.model_fields)
+    assert first.claim_token is not None
     retry = Outcome(
         first.id,
         first.claim_token,

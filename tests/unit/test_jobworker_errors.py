@@ -14,7 +14,7 @@ def test_a_repeated_error_is_logged_once_per_window_and_every_time_to_the_callba
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(_errors.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("jobworker._errors.time.monotonic", lambda: clock[0])
     seen: list[BaseException] = []
     reporter = ErrorReporter()
     reporter.set_callback(seen.append)
