@@ -186,7 +186,10 @@ class FakeDatabase:
         assert outcome.error_msg is not None
         job.error_msg = outcome.error_msg
         job.error_data = None if outcome.error_data_json is None else json.loads(outcome.error_data_json)
-        job.errors = [*job.errors, AttemptError(attempt=outcome.attempt, at=now, message=outcome.error_msg)]
+        job.errors = [
+            *job.errors,
+            AttemptError(attempt=outcome.attempt, at=now, message=outcome.error_msg, type=outcome.error_type),
+        ]
         if outcome.kind is OutcomeKind.FAILED:
             job.stopped_at = now
             self._job_stopped(job)
@@ -255,10 +258,17 @@ class FakeDatabase:
                     continue
                 reaped += 1
                 job.claim_token = None
-                job.error_msg = "worker lost"
-                job.errors = [*job.errors, AttemptError(attempt=job.attempt, at=now, message="worker lost")]
+                # As reap_dead_jobs in queries.sql (the contract suite compares them).
+                message = f"worker lost: no heartbeat for {dead_for.total_seconds()} s"
+                job.error_msg = f"{message} during attempt {job.attempt}"
+                job.error_data = {"type": "WorkerLost", "message": message.removeprefix("worker lost: ")}
+                job.errors = [
+                    *job.errors,
+                    AttemptError(attempt=job.attempt, at=now, message=message, type="WorkerLost"),
+                ]
                 if job.attempt <= job.max_retry_count:
-                    job.started_at = None
+                    job.started_at = job.start_at = None
+                    job.current_retry_count = min(job.attempt, job.max_retry_count)
                 else:
                     job.stopped_at = now
             self._changed.notify_all()
