@@ -42,6 +42,7 @@ from jobqueue._current import (
 )
 from jobqueue._errors import (
     DatabaseError,
+    DuplicateJobError,
     InvalidJobError,
     JobFailedError,
     JobNotFoundError,
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "AttemptError",
     "DatabaseError",
+    "DuplicateJobError",
     "InvalidJobError",
     "Job",
     "JobBundle",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -82,6 +82,37 @@ def check_uuid(value: Any, what: str = "job id") -> UUID:
         except ValueError:
             pass
     raise InvalidJobError(f"{what} must be a UUID, got {value!r}")
+
+
+MAX_UNIQUE_KEY_LENGTH = 500
+ON_CONFLICT_CHOICES = ("return", "raise")
+
+
+def check_unique(unique_key: Any, unique_for: Any, on_conflict: Any) -> timedelta | None:
+    """Validate the unique-job options of new_job; returns ``unique_for`` as a timedelta."""
+    if unique_key is not None:
+        if not isinstance(unique_key, str):
+            raise InvalidJobError(f"unique_key must be a str, got {type(unique_key).__name__}")
+        if not unique_key:
+            raise InvalidJobError("unique_key must not be empty (None means: not unique)")
+        if len(unique_key) > MAX_UNIQUE_KEY_LENGTH:
+            raise InvalidJobError(
+                f"unique_key is {len(unique_key)} characters long, over the limit of {MAX_UNIQUE_KEY_LENGTH}"
+            )
+        if "\x00" in unique_key:
+            raise InvalidJobError("unique_key contains a NUL character")
+    if on_conflict not in ON_CONFLICT_CHOICES:
+        raise InvalidJobError(f"on_conflict must be 'return' or 'raise', got {on_conflict!r}")
+    if unique_for is None:
+        return None
+    if unique_key is None:
+        raise InvalidJobError("unique_for needs a unique_key")
+    if isinstance(unique_for, bool) or not isinstance(unique_for, timedelta | int | float):
+        raise InvalidJobError(f"unique_for must be a timedelta or a number of seconds, got {unique_for!r}")
+    period = unique_for if isinstance(unique_for, timedelta) else timedelta(seconds=unique_for)
+    if period <= timedelta(0):
+        raise InvalidJobError(f"unique_for must be positive, got {unique_for!r}")
+    return period
 
 
 def _check_id(id: Any) -> UUID:
@@ -210,6 +241,9 @@ def new_job(
     start_at: datetime | None = None,
     max_retry_count: int = 0,
     id: UUID | None = None,
+    unique_key: str | None = None,
+    unique_for: timedelta | float | None = None,
+    on_conflict: str = "return",
 ) -> Job:
     """Build a validated :class:`Job`, ready for :func:`jobqueue.add`.
 
@@ -217,6 +251,13 @@ def new_job(
     (stored as its JSON dump). Higher ``priority`` runs first; ``start_at``
     (timezone-aware) delays the job; ``max_retry_count`` is how many times a
     failed attempt is retried.
+
+    ``unique_key`` makes the job unique: while a job with that key is unfinished
+    (pending, scheduled, running or retrying), adding another one writes nothing
+    and returns the existing job with ``deduplicated=True``, or raises
+    :class:`jobqueue.DuplicateJobError` with ``on_conflict="raise"``.
+    ``unique_for`` (a timedelta or seconds) also counts the jobs with that key
+    created within that period, finished or not.
 
     Raises InvalidJobError, naming the problem, for an empty or over-long type
     or origin, a naive start_at, or a payload that is not JSON, contains NUL
@@ -231,7 +272,12 @@ def new_job(
     job_id = _check_id(id)
     value = to_json_value(payload)
     check_json(value)  # validates; add() encodes, as the payload may change meanwhile
-    return _make_job(job_id, None, job_type, value, priority, origin, max_retry_count, start_at)
+    job = _make_job(job_id, None, job_type, value, priority, origin, max_retry_count, start_at)
+    if unique_key is not None or unique_for is not None or on_conflict != "return":
+        period = check_unique(unique_key, unique_for, on_conflict)
+        fields = job.__dict__  # a job _make_job just made: every field is set already
+        fields["unique_key"], fields["unique_for"], fields["on_conflict"] = unique_key, period, on_conflict
+    return job
 
 
 def new_job_bundle(
@@ -257,6 +303,7 @@ def new_job_bundle(
     if not jobs:
         raise InvalidJobError("a job bundle needs at least one job")
     built: list[Job] = []
+    keys: set[str] = set()
     for index, desc in enumerate(jobs):
         if not isinstance(desc, JobDesc):
             raise InvalidJobError(f"jobs[{index}] must be a JobDesc, got {type(desc).__name__}")
@@ -269,9 +316,17 @@ def new_job_bundle(
                 priority=desc.priority,
                 start_at=start_at,
                 max_retry_count=desc.max_retry_count,
+                unique_key=desc.unique_key,
+                unique_for=desc.unique_for,
             )
         except InvalidJobError as exc:
             raise InvalidJobError(f"jobs[{index}]: {exc}") from exc
+        if desc.unique_key is not None:
+            if desc.unique_key in keys:
+                raise InvalidJobError(
+                    f"jobs[{index}]: unique_key {desc.unique_key!r} appears twice in the bundle"
+                )
+            keys.add(desc.unique_key)
         job.__dict__["bundle_id"] = bundle_id  # a job new_job just made: every field is set already
         built.append(job)
     return JobBundle(id=bundle_id, type=bundle_type, origin=origin, num_jobs=len(built), jobs=built)
@@ -293,4 +348,6 @@ def check_job(job: Any) -> str:
     _check_int(job.max_retry_count, "max_retry_count", 0, _INT32_MAX)
     if job.start_at is not None:
         check_start_at(job.start_at)
+    if job.unique_key is not None or job.unique_for is not None or job.on_conflict != "return":
+        check_unique(job.unique_key, job.unique_for, job.on_conflict)
     return encode_json(job.payload)

@@ -9,12 +9,17 @@
     ├── ServiceClosedError                           the service was closed
     ├── RegistrationError        (also ValueError)   duplicate or late handler registration
     ├── JobFailedError                               a synchronous job's handler failed
+    ├── DuplicateJobError                            a unique job exists (on_conflict="raise")
     └── DatabaseError                                the database failed; original as __cause__
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from jobqueue._models import Job
 
 
 class JobQueueError(Exception):
@@ -56,3 +61,16 @@ class JobFailedError(JobQueueError):
 
 class DatabaseError(JobQueueError):
     """The database raised an error; the driver's exception is the ``__cause__``."""
+
+
+class DuplicateJobError(JobQueueError):
+    """An added job has the ``unique_key`` of a job that exists already (unfinished, or
+    created within ``unique_for``), and was built with ``on_conflict="raise"``. Nothing was
+    written; the job that holds the key is ``existing``."""
+
+    def __init__(self, unique_key: str, existing: Job) -> None:
+        super().__init__(
+            f"a job with unique_key {unique_key!r} exists already: {existing.id} ({existing.state.value})"
+        )
+        self.unique_key = unique_key
+        self.existing = existing

@@ -65,6 +65,16 @@ class Job(BaseModel):
     errors: list[AttemptError] = Field(default_factory=list)
     cancelled_at: datetime | None = None
     claim_token: UUID | None = None
+    #: At most one unfinished job has this key; see :func:`jobqueue.new_job`.
+    unique_key: str | None = None
+    #: The tick a periodic job was enqueued for (its period ends there); None for other jobs.
+    scheduled_for: datetime | None = None
+    # Options of the insert, not stored: see :func:`jobqueue.new_job`.
+    unique_for: timedelta | None = None
+    on_conflict: str = "return"
+    #: True when :func:`jobqueue.add` found an unfinished job with the same ``unique_key`` and
+    #: returned that one instead of storing this one.
+    deduplicated: bool = False
 
     @property
     def started(self) -> bool:
@@ -134,6 +144,8 @@ class JobDesc(BaseModel):
     priority: int = 0
     origin: str | None = None
     max_retry_count: int = 0
+    unique_key: str | None = None
+    unique_for: timedelta | None = None
 
 
 class JobBundle(BaseModel):

@@ -105,6 +105,37 @@ def jobs_params(jobs: Sequence[Job], payloads: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def has_unique_jobs(jobs: Sequence[Job]) -> bool:
+    """True when some job has a unique_key: those go through insert_unique_jobs."""
+    return any(j.unique_key is not None for j in jobs)
+
+
+def unique_jobs_params(jobs: Sequence[Job], payloads: Sequence[str]) -> dict[str, Any]:
+    """The parameters of ``insert_unique_jobs``: those of insert_jobs plus the unique options."""
+    params = jobs_params(jobs, payloads)
+    params["unique_keys"] = [j.unique_key for j in jobs]
+    params["unique_fors"] = [None if j.unique_for is None else j.unique_for.total_seconds() for j in jobs]
+    return params
+
+
+def first_of_each_key(jobs: Sequence[Job]) -> tuple[list[int], dict[int, int]]:
+    """Indexes of the jobs to insert (a job without key, or the first with its key) and, for
+    each later job with a key seen before, the index of that first one."""
+    first: dict[str, int] = {}
+    kept: list[int] = []
+    later: dict[int, int] = {}
+    for index, job in enumerate(jobs):
+        key = job.unique_key
+        if key is None:
+            kept.append(index)
+        elif key in first:
+            later[index] = first[key]
+        else:
+            first[key] = index
+            kept.append(index)
+    return kept, later
+
+
 # From this many jobs on, add_jobs and bundles store them with COPY (copy_jobs), below with
 # one insert_jobs statement. COPY costs two to four round trips more (COPY, now() for
 # created_at, and a transaction of its own on an autocommit connection) but less per row:

@@ -31,6 +31,8 @@ JOB_COLUMNS = (
     "errors",
     "cancelled_at",
     "claim_token",
+    "unique_key",
+    "scheduled_for",
 )
 _ERRORS_INDEX = JOB_COLUMNS.index("errors")
 
@@ -44,10 +46,15 @@ def _attempt_errors(raw: Any) -> list[AttemptError]:
     return [AttemptError.model_validate(entry) for entry in raw]
 
 
+# Job fields that are options of the insert, not columns: every stored job has their defaults.
+_INSERT_OPTIONS = {"unique_for": None, "on_conflict": "return", "deduplicated": False}
+
+
 def job_from_row(row: Sequence[Any]) -> Job:
     """A Job from a row in JOB_COLUMNS order (unvalidated: the database checked it)."""
     values = dict(zip(JOB_COLUMNS, row, strict=True))
     values["errors"] = _attempt_errors(row[_ERRORS_INDEX])
+    values.update(_INSERT_OPTIONS)
     return job_from_fields(values)
 
 
@@ -72,6 +79,8 @@ def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
         attempt,
         errors,
         cancelled_at,
+        unique_key,
+        scheduled_for,
     ) = row
     return job_from_fields(
         {  # in model order (JOB_COLUMNS)
@@ -96,6 +105,9 @@ def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
             "errors": _attempt_errors(errors),
             "cancelled_at": cancelled_at,
             "claim_token": claim_token,
+            "unique_key": unique_key,
+            "scheduled_for": scheduled_for,
+            **_INSERT_OPTIONS,
         }
     )
 

@@ -33,12 +33,14 @@ from jobworker import Outcome, OutcomeKind
 from jobworker_pg import _async
 from jobworker_pg import _steps as steps
 from jobworker_pg import _testmodes as testmodes
+from jobworker_pg import _unique as unique
 from jobworker_pg._connections import psycopg_connection_of
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._inserts import (
     checked_bundle_and_payloads,
     checked_jobs_and_payloads,
+    has_unique_jobs,
     job_params,
     payloads_of,
     set_timestamps,
@@ -258,6 +260,8 @@ class PostgresService:
         params = job_params(job)
         if testmodes.active() and not testmodes.handle_jobs([job]):
             return job
+        if job.unique_key is not None:
+            return self._add_unique("add_job", unique.plan([job]), [params["payload"]], conn)[0]
         if conn is not None:
             return self._run("add_job", steps.insert_job(job, params), conn)
         self._retrying_lost_connection(
@@ -268,16 +272,49 @@ class PostgresService:
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
         """Store many jobs in one statement, all or none (see :func:`jobqueue.add_many`).
 
-        Under a test mode each job is run inline, dropped or stored as that mode says.
+        Jobs with a ``unique_key`` that is taken (by a stored job, or by an earlier job of
+        the same list) are not stored: the list returned holds the job that has the key
+        instead, with ``deduplicated=True`` (or DuplicateJobError, and nothing stored, for
+        one built with ``on_conflict="raise"``). Under a test mode each job is run inline,
+        dropped or stored as that mode says.
         """
         jobs, payloads = checked_jobs_and_payloads(jobs)
         to_store = jobs
         if testmodes.active():
             to_store = testmodes.handle_jobs(jobs)
             payloads = payloads_of(to_store, jobs, payloads)
+        if to_store and has_unique_jobs(to_store):
+            stored = self._add_unique("add_jobs", unique.plan(to_store), payloads, conn)
+            by_job = {id(j): s for j, s in zip(to_store, stored, strict=True)}
+            return [by_job.get(id(j), j) for j in jobs]
         if to_store:
             self._insert_jobs("add_jobs", to_store, payloads, conn)
         return jobs
+
+    def _add_unique(
+        self,
+        action: str,
+        plan: unique.UniquePlan,
+        payloads: list[str],
+        conn: Any,
+        bundle: JobBundle | None = None,
+    ) -> list[Job]:
+        """Store jobs of which some have a unique_key (see :mod:`jobworker_pg._unique`); a
+        standalone add is tried once more when its connection fails, as other inserts are
+        (a first try that committed is then found holding its own keys)."""
+        atomic = plan.atomic or bundle is not None
+        if conn is not None:
+            return self._run(action, unique.insert_unique_jobs(plan, payloads, bundle), conn, atomic=atomic)
+        results: list[list[Job]] = []
+        self._retrying_lost_connection(
+            action,
+            lambda: results.append(
+                self._run(action, unique.insert_unique_jobs(plan, payloads, bundle), None, atomic=atomic)
+            ),
+            [plan.jobs[i] for i in plan.kept],
+            bundle,
+        )
+        return results[-1] if results else plan.jobs
 
     def _insert_jobs(
         self, action: str, jobs: list[Job], payloads: list[str], conn: Any, bundle: JobBundle | None = None
@@ -345,14 +382,14 @@ class PostgresService:
         set_timestamps(jobs, stored.created_at, stored.updated_at)
         return True
 
-    def _run(self, action: str, operation: steps.Steps[T], conn: Any) -> T:
+    def _run(self, action: str, operation: steps.Steps[T], conn: Any, *, atomic: bool = False) -> T:
         """Run one operation on the caller's ``conn`` (inside its transaction), else on a
-        pooled connection."""
+        pooled connection; with ``atomic``, all or none (see :func:`steps.run_steps`)."""
         self._check_open(action)
         if conn is not None:
-            return steps.run_steps(psycopg_connection_of(conn), action, operation)
+            return steps.run_steps(psycopg_connection_of(conn), action, operation, atomic=atomic)
         with self._connection(action) as pooled:
-            return steps.run_steps(pooled, action, operation)
+            return steps.run_steps(pooled, action, operation, atomic=atomic)
 
     def add_job_bundle(self, bundle: JobBundle, *, conn: Any = None) -> JobBundle:
         """Store a bundle and its jobs atomically (see :func:`jobqueue.add_bundle`).
@@ -363,7 +400,10 @@ class PostgresService:
         jobs, payloads = checked_bundle_and_payloads(bundle)
         if testmodes.active() and testmodes.handle_bundle(bundle):
             return bundle
-        self._insert_jobs("add_job_bundle", jobs, payloads, conn, bundle)
+        if has_unique_jobs(jobs):  # whole or not at all: a key taken is a DuplicateJobError
+            self._add_unique("add_job_bundle", unique.plan(jobs, bundle), payloads, conn, bundle)
+        else:
+            self._insert_jobs("add_job_bundle", jobs, payloads, conn, bundle)
         return bundle
 
     # -- reading ---------------------------------------------------------------------
@@ -644,6 +684,9 @@ class PostgresService:
             return job
         raw = await _async.async_connection_of(conn)
         self._check_open("add_job_async")
+        if job.unique_key is not None:
+            operation = unique.insert_unique_jobs(unique.plan([job]), [params["payload"]])
+            return (await steps.run_steps_async(raw, "add_job_async", operation))[0]
         return await steps.run_steps_async(raw, "add_job_async", steps.insert_job(job, params))
 
     async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
@@ -653,6 +696,14 @@ class PostgresService:
             return await asyncio.to_thread(self.add_jobs, jobs)
         checked, payloads = checked_jobs_and_payloads(jobs)
         to_store, payloads = await _async.apply_modes_with_payloads(checked, payloads)
+        if to_store and has_unique_jobs(to_store):
+            plan = unique.plan(to_store)
+            raw = await _async.async_connection_of(conn)
+            self._check_open("add_jobs_async")
+            operation = unique.insert_unique_jobs(plan, payloads)
+            stored = await steps.run_steps_async(raw, "add_jobs_async", operation, atomic=plan.atomic)
+            by_job = {id(j): s for j, s in zip(to_store, stored, strict=True)}
+            return [by_job.get(id(j), j) for j in checked]
         if to_store:
             await self._insert_jobs_async("add_jobs_async", to_store, payloads, conn)
         return checked
@@ -674,6 +725,10 @@ class PostgresService:
         raw = await _async.async_connection_of(conn)
         self._check_open(action)
         # Always atomic: on the caller's connection a savepoint, as in the sync path.
+        if bundle is not None and has_unique_jobs(jobs):
+            operation = unique.insert_unique_jobs(unique.plan(jobs, bundle), payloads, bundle)
+            await steps.run_steps_async(raw, action, operation, atomic=True)
+            return
         await steps.run_steps_async(raw, action, steps.insert_jobs(jobs, payloads, bundle), atomic=True)
 
     async def get_job_async(self, job_id: UUID, *, conn: Any = None) -> Job:

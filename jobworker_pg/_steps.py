@@ -51,9 +51,18 @@ class CopyRows:
     rows: Iterator[tuple[Any, ...]]
 
 
-Step = Execute | CopyRows
-#: An operation: yields statements, receives each one's first row, returns its result.
-Steps = Generator[Step, tuple[Any, ...] | None, T]
+@dataclass(frozen=True, slots=True)
+class FetchAll:
+    """Run ``query``; the step receives all its rows (a list)."""
+
+    query: LiteralString
+    params: dict[str, Any] | None = None
+
+
+Step = Execute | FetchAll | CopyRows
+#: An operation: yields statements, receives each one's first row (all rows for FetchAll),
+#: returns its result.
+Steps = Generator[Step, Any, T]
 
 
 def insert_job(job: Job, params: dict[str, Any]) -> Steps[Job]:
@@ -108,12 +117,14 @@ def run_steps(conn: psycopg.Connection[Any], action: str, steps: Steps[T], *, at
 
 
 def _run(conn: psycopg.Connection[Any], steps: Steps[T]) -> T:
-    row: tuple[Any, ...] | None = None
+    row: Any = None
     try:
         while True:
             step = steps.send(row)
             if isinstance(step, Execute):
                 row = conn.execute(step.query, step.params).fetchone()
+            elif isinstance(step, FetchAll):
+                row = conn.execute(step.query, step.params).fetchall()
             else:
                 with conn.cursor() as cur, cur.copy(step.query) as copy:
                     copy.set_types(step.types)
@@ -139,13 +150,16 @@ async def run_steps_async(
 
 
 async def _run_async(conn: psycopg.AsyncConnection[Any], steps: Steps[T]) -> T:
-    row: tuple[Any, ...] | None = None
+    row: Any = None
     try:
         while True:
             step = steps.send(row)
             if isinstance(step, Execute):
                 cursor = await conn.execute(step.query, step.params)
                 row = await cursor.fetchone()
+            elif isinstance(step, FetchAll):
+                cursor = await conn.execute(step.query, step.params)
+                row = await cursor.fetchall()
             else:
                 async with conn.cursor() as cur, cur.copy(step.query) as copy:
                     copy.set_types(step.types)

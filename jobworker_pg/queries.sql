@@ -35,7 +35,7 @@ select now()
 -- get_job: one job by id
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job where id = %(id)s
 
 -- get_bundle: one bundle row by id and its jobs in the order they were added, in one statement (one snapshot, one round trip): bundle columns, then job columns (null when it has none)
@@ -43,7 +43,7 @@ select b.id, b.type, b.origin, b.num_jobs, b.num_jobs_stopped, b.updated_at, b.c
        j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
        j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
        j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
-       j.cancelled_at, j.claim_token
+       j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for
 from worker.job_bundle b
 left join worker.job j on j.bundle_id = b.id
 where b.id = %(id)s
@@ -63,7 +63,7 @@ set start_at = null, started_at = null, worker_alive_at = null, stopped_at = nul
 where id = any(%(ids)s::uuid[])
 returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
           start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 
 -- cancel_job: stop a job that is not running; it never runs and counts as stopped in its bundle
 update worker.job
@@ -71,7 +71,7 @@ set stopped_at = now(), cancelled_at = now(), error_msg = 'job cancelled', updat
 where id = %(id)s and started_at is null and stopped_at is null
 returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
           start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 
 -- status_by_type: job counts per type and state (the states of jobqueue.JobState)
 select type,
@@ -98,21 +98,21 @@ select count(*), count(*) filter (where num_jobs_stopped >= num_jobs) from worke
 -- jobs_to_do: every job not stopped, in claim order
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job where stopped_at is null
 order by priority desc, created_at, id
 
 -- jobs_started_before: running jobs started before a time
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job where started_at < %(since)s and stopped_at is null
 order by started_at, id
 
 -- jobs_with_errors: jobs whose last attempt failed (stopped or retrying), cancelled ones aside
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job where error_msg is not null and cancelled_at is null
 order by updated_at, id
 
@@ -145,12 +145,13 @@ where j.id = next.id
 -- updated_at, claim_token is its own, stopped_at is null): fewer values to decode per job
 returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
           j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,
-          j.created_at, j.attempt, nullif(j.errors, '[]'), j.cancelled_at  -- most have no errors: nothing to decode
+          j.created_at, j.attempt, nullif(j.errors, '[]'), j.cancelled_at,  -- most have no errors: nothing to decode
+          j.unique_key, j.scheduled_for
 
 -- claimed_with_tokens: jobs a claim took whose reply was lost (the connection broke after the commit)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job
 where claim_token = any(%(tokens)s::uuid[]) and started_at is not null and stopped_at is null
 
@@ -265,7 +266,7 @@ select 1
 -- all_jobs: every job, oldest first (for test assertions that list what was enqueued)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job
 order by created_at, id
 
@@ -278,7 +279,7 @@ where started_at is null and stopped_at is null and start_at > now()
 -- list_jobs: newest jobs first for `jobqueue jobs`, optionally only to-do or failed ones of some types
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
 from worker.job
 where (%(types)s::text[] is null or type = any(%(types)s::text[]))
   and (not %(todo)s or stopped_at is null)
@@ -297,3 +298,31 @@ select count(*) from worker.job where origin = %(origin)s and stopped_at is null
 
 -- schema_installed: whether the worker schema exists in this database
 select to_regclass('worker.job') is not null
+
+-- insert_unique_jobs: store jobs unless an unfinished job with their unique_key exists (job_unique_key_idx) or, with unique_for, one created within that period; a conflict waits for the holder's transaction and is never an error; returns the ids stored
+insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
+                        unique_key)
+select t.id, t.bundle_id, t.type, t.payload::jsonb, t.priority, t.origin, t.max_retry_count, t.start_at,
+       t.unique_key
+from unnest(%(ids)b::uuid[], %(bundle_ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
+            %(priorities)b::bigint[], %(origins)b::text[], %(max_retry_counts)b::integer[],
+            %(start_ats)b::timestamptz[], %(unique_keys)b::text[], %(unique_fors)b::float8[])
+     as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key, unique_for)
+where t.unique_for is null
+   or not exists (select from worker.job r                     -- job_unique_key_created_idx
+                  where r.unique_key = t.unique_key
+                    and r.created_at > now() - make_interval(secs => t.unique_for))
+on conflict (unique_key) where unique_key is not null and stopped_at is null do nothing
+returning id, created_at
+
+-- unique_key_holders: for each key, the job that holds it: the unfinished one, else the newest created within its unique_for
+select distinct on (j.unique_key)
+       j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count, j.current_retry_count,
+       j.start_at, j.started_at, j.worker_alive_at, j.stopped_at, j.error_msg, j.error_data, j.result,
+       j.updated_at, j.created_at, j.attempt, j.errors, j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for
+from worker.job j
+join unnest(%(keys)s::text[], %(unique_fors)s::float8[]) as k(unique_key, unique_for)
+  on j.unique_key = k.unique_key
+where j.stopped_at is null
+   or (k.unique_for is not null and j.created_at > now() - make_interval(secs => k.unique_for))
+order by j.unique_key, j.stopped_at is null desc, j.created_at desc
