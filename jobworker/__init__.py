@@ -36,7 +36,14 @@ The pool talks to the database only through :class:`WorkerDatabase`.
 
 from jobworker._bundles import BundleHandler
 from jobworker._context import JobContext, current_job_context
-from jobworker._database import BUNDLE_JOB_PREFIX, Outcome, OutcomeKind, WakeupCallback, WorkerDatabase
+from jobworker._database import (
+    BUNDLE_JOB_PREFIX,
+    Outcome,
+    OutcomeKind,
+    ScheduleState,
+    WakeupCallback,
+    WorkerDatabase,
+)
 from jobworker._defaults import (
     add_after_job_hook,
     add_before_job_hook,
@@ -49,10 +56,12 @@ from jobworker._defaults import (
     is_registered,
     job,
     on_error,
+    periodic,
     register,
     register_bundle_handler,
     register_func,
     register_func_for_job_type,
+    register_periodic,
     register_schedule_retry,
     registered_job_types,
     remove_after_job_hook,
@@ -67,8 +76,16 @@ from jobworker._defaults import (
 )
 from jobworker._errors import ErrorCallback, InvalidPayloadError, JobTimeoutError
 from jobworker._outcomes import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, default_retry_delay
+from jobworker._periodic import (
+    CATCH_UP_GRACE,
+    MAX_CATCH_UP_TICKS,
+    PERIODIC_ORIGIN,
+    PeriodicScheduler,
+    PeriodicSpec,
+)
 from jobworker._pool import WorkerPool
 from jobworker._registry import AfterJobHook, BeforeJobHook, Handler, Registry, RetryScheduler
+from jobworker._schedules import CronSchedule, IntervalSchedule, Schedule, daily, every, monthly, weekly
 from jobworker._settings import (
     DEFAULT_DEAD_FOR,
     DEFAULT_HEARTBEAT_INTERVAL,
@@ -80,24 +97,33 @@ from jobworker._settings import (
 
 __all__ = [
     "BUNDLE_JOB_PREFIX",
+    "CATCH_UP_GRACE",
     "DEFAULT_DEAD_FOR",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_JOB_TIMEOUT",
     "DEFAULT_RETRY_BASE_DELAY",
     "DEFAULT_RETRY_MAX_DELAY",
+    "MAX_CATCH_UP_TICKS",
+    "PERIODIC_ORIGIN",
     "AfterJobHook",
     "BeforeJobHook",
     "BundleHandler",
+    "CronSchedule",
     "Duration",
     "ErrorCallback",
     "Handler",
+    "IntervalSchedule",
     "InvalidPayloadError",
     "JobContext",
     "JobTimeoutError",
     "Outcome",
     "OutcomeKind",
+    "PeriodicScheduler",
+    "PeriodicSpec",
     "Registry",
     "RetryScheduler",
+    "Schedule",
+    "ScheduleState",
     "SettingsChanges",
     "WakeupCallback",
     "WorkerDatabase",
@@ -108,18 +134,23 @@ __all__ = [
     "bundle_handler",
     "configure",
     "current_job_context",
+    "daily",
     "default_pool",
     "default_registry",
     "default_retry_delay",
     "do_job",
+    "every",
     "finish_threads",
     "is_registered",
     "job",
+    "monthly",
     "on_error",
+    "periodic",
     "register",
     "register_bundle_handler",
     "register_func",
     "register_func_for_job_type",
+    "register_periodic",
     "register_schedule_retry",
     "registered_job_types",
     "remove_after_job_hook",
@@ -131,4 +162,5 @@ __all__ = [
     "stop_polling_available_jobs",
     "stop_threads",
     "unregister",
+    "weekly",
 ]

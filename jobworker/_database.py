@@ -12,11 +12,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from jobqueue import Job, JobBundle
+
+if TYPE_CHECKING:
+    from jobworker._periodic import PeriodicSpec
 
 
 class OutcomeKind(enum.Enum):
@@ -44,6 +47,15 @@ class Outcome:
     error_data_json: str | None = None  # FAILED / RETRY: {"type", "message", "traceback"}
     retry_delay: timedelta | None = None  # RETRY: wait from the database's now()
     bundle_id: UUID | None = None  # the job's bundle, whose counter a stop moves
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the database knows of a periodic schedule (a row of ``worker.schedule``)."""
+
+    enabled: bool
+    last_tick: datetime | None  # the latest tick enqueued (or skipped); None before the first
+    created_at: datetime  # when first declared: the first tick comes after it
 
 
 #: Called when the database says jobs may be available: the job type if known, None when
@@ -107,6 +119,29 @@ class WorkerDatabase(Protocol):
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with its jobs (JobNotFoundError if none)."""
+        ...
+
+    def declare_schedules(self, specs: Sequence[PeriodicSpec], now: datetime) -> None:
+        """Store or update the periodic schedules this process runs, marking them seen at
+        ``now``. A new one is created at ``now`` with its ``enabled``; an existing one keeps
+        its ``enabled``, ``last_tick`` and ``created_at``."""
+        ...
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """The stored state of the named schedules (missing names are left out)."""
+        ...
+
+    def enqueue_ticks(
+        self,
+        spec: PeriodicSpec,
+        expected_last_tick: datetime | None,
+        last_tick: datetime,
+        ticks: Sequence[datetime],
+    ) -> list[UUID] | None:
+        """In one transaction: if the schedule is enabled and its ``last_tick`` is still
+        ``expected_last_tick``, set it to ``last_tick`` and enqueue one job per tick of
+        ``ticks`` (``scheduled_for`` = the tick). Returns the new jobs' ids, or None when
+        the schedule was disabled or another worker moved ``last_tick`` first."""
         ...
 
 

@@ -11,6 +11,7 @@ from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
 from jobworker._pool import WorkerPool
 from jobworker._registry import AfterJobHook, BeforeJobHook, Registry, RetryScheduler
+from jobworker._schedules import Schedule
 from jobworker._settings import Duration, SettingsChanges, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,6 +83,57 @@ def bundle_handler(
 ) -> Callable[[F], F]:
     """Decorator form of :func:`register_bundle_handler`."""
     return _registry.bundle_handler(bundle_type, timeout=timeout, max_concurrency=max_concurrency)
+
+
+def register_periodic(
+    name: str,
+    schedule: str | Schedule,
+    job_type: str,
+    *,
+    payload: Any = None,
+    priority: int = 0,
+    max_retry_count: int = 0,
+    timezone: str = "UTC",
+    catch_up: str = "latest",
+    enabled: bool = True,
+) -> None:
+    """Enqueue a job of ``job_type`` at every tick of ``schedule``, once per tick across all
+    workers; see :meth:`Registry.register_periodic`."""
+    _registry.register_periodic(
+        name,
+        schedule,
+        job_type,
+        payload=payload,
+        priority=priority,
+        max_retry_count=max_retry_count,
+        timezone=timezone,
+        catch_up=catch_up,
+        enabled=enabled,
+    )
+
+
+def periodic(
+    schedule: str | Schedule,
+    *,
+    name: str | None = None,
+    payload: Any = None,
+    priority: int = 0,
+    max_retry_count: int = 0,
+    timezone: str = "UTC",
+    catch_up: str = "latest",
+    enabled: bool = True,
+) -> Callable[[F], F]:
+    """Decorator: run the handler at every tick of ``schedule``; see :meth:`Registry.periodic`."""
+    return _registry.periodic(
+        schedule,
+        name=name,
+        payload=payload,
+        priority=priority,
+        max_retry_count=max_retry_count,
+        timezone=timezone,
+        catch_up=catch_up,
+        enabled=enabled,
+    )
 
 
 def unregister(*job_types: str) -> None:

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from jobqueue import InvalidJobError, Job, RegistrationError
 from jobqueue._constructors import check_name
 from jobworker._bundles import BundleHandler, bundle_call, bundle_job_type
+from jobworker._periodic import PeriodicSpec, periodic_spec
+from jobworker._schedules import Schedule
 from jobworker._settings import Duration, to_timedelta
 from jobworker._typed import handler_shape, inferred_job_type, typed_call
 
@@ -80,6 +82,7 @@ class Registry:
         self._before: dict[str | None, list[BeforeJobHook]] = {}
         self._after: dict[str | None, list[AfterJobHook]] = {}
         self._schedulers: dict[str, RetryScheduler] = {}
+        self._periodic: dict[str, PeriodicSpec] = {}
         self._pools = 0
 
     # -- handlers ---------------------------------------------------------------------------
@@ -212,6 +215,8 @@ class Registry:
                 self._before.pop(job_type, None)
                 self._after.pop(job_type, None)
                 self._schedulers.pop(job_type, None)
+            for name in [n for n, spec in self._periodic.items() if spec.job_type in job_types]:
+                del self._periodic[name]
 
     def is_registered(self, job_type: str) -> bool:
         """True when ``job_type`` has a handler."""
@@ -299,6 +304,100 @@ class Registry:
             registered = hooks.get(job_type, [])
             if fn in registered:
                 registered.remove(fn)
+
+    # -- periodic jobs ----------------------------------------------------------------------
+
+    def register_periodic(
+        self,
+        name: str,
+        schedule: str | Schedule,
+        job_type: str,
+        *,
+        payload: Any = None,
+        priority: int = 0,
+        max_retry_count: int = 0,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        enabled: bool = True,
+    ) -> None:
+        """Enqueue a job of ``job_type`` (registered here or in another process) at every tick
+        of ``schedule``, exactly once per tick across all worker processes running it.
+
+        ``schedule``: a crontab string (five fields, or @hourly, @daily, @weekly,
+        @monthly) or :func:`jobworker.every` / :func:`~jobworker.daily` /
+        :func:`~jobworker.weekly` / :func:`~jobworker.monthly`, on the wall clock of
+        ``timezone``. ``name`` identifies the schedule across processes. ``catch_up``
+        ("latest", "all" or "none") says what happens to ticks missed while no worker
+        ran. ``enabled`` is the state a new schedule is stored with. Raises
+        RegistrationError for bad arguments, a name registered twice, or while a pool runs.
+        """
+        spec = periodic_spec(
+            name,
+            schedule,
+            job_type,
+            payload=payload,
+            priority=priority,
+            max_retry_count=max_retry_count,
+            timezone=timezone,
+            catch_up=catch_up,
+            enabled=enabled,
+        )
+        with self._lock:
+            self._check_not_running("register periodic", repr(spec.name))
+            if spec.name in self._periodic:
+                raise RegistrationError(f"periodic {spec.name!r} is already registered")
+            self._periodic[spec.name] = spec
+
+    def periodic(
+        self,
+        schedule: str | Schedule,
+        *,
+        name: str | None = None,
+        payload: Any = None,
+        priority: int = 0,
+        max_retry_count: int = 0,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+        enabled: bool = True,
+    ) -> Callable[[F], F]:
+        """Decorator: run the decorated handler periodically (see :meth:`register_periodic`).
+
+        Put it above ``@job(...)``: the schedule's job type is the handler's. A function
+        not registered yet is registered first, for the job type ``name`` if given, else
+        ``"module.qualname"`` of the function. ``name`` defaults to the job type.
+        """
+
+        def decorate(fn: F) -> F:
+            job_type = self._job_type_of(fn)
+            if job_type is None:
+                job_type = name or f"{fn.__module__}.{fn.__qualname__}"
+                self.register_func_for_job_type(job_type, fn)
+            self.register_periodic(
+                name or job_type,
+                schedule,
+                job_type,
+                payload=payload,
+                priority=priority,
+                max_retry_count=max_retry_count,
+                timezone=timezone,
+                catch_up=catch_up,
+                enabled=enabled,
+            )
+            return fn
+
+        return decorate
+
+    def _job_type_of(self, fn: Callable[..., Any]) -> str | None:
+        with self._lock:
+            for handler in self._handlers.values():
+                if handler.fn is fn:
+                    return handler.job_type
+        return None
+
+    def periodic_specs(self) -> list[PeriodicSpec]:
+        """The registered schedules, by name."""
+        with self._lock:
+            return [self._periodic[n] for n in sorted(self._periodic)]
 
     # -- pools ------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from jobworker._execute import run_attempt, timeout_message
 from jobworker._log import job_extra
 from jobworker._maintenance import Maintenance
 from jobworker._outcomes import settle
+from jobworker._periodic import PeriodicScheduler
 from jobworker._registry import Handler, Registry
 from jobworker._settings import WorkerSettings
 from jobworker._slots import Run, Slots, WorkerHandle
@@ -101,6 +102,8 @@ class Session:
             report,
             f"{name}-maintenance",
         )
+        specs = registry.periodic_specs()
+        self.periodic = PeriodicScheduler(database, specs, report, f"{name}-periodic") if specs else None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -112,10 +115,13 @@ class Session:
         self.maintenance.start()
         self.claimer.start()
         self.database.set_wakeup_callback(self.claimer.wake)
+        if self.periodic is not None:
+            self.periodic.start()
 
     def finish(self, deadline: float | None) -> bool:
         """Stop claiming, let in-flight jobs end, save every outcome, stop. False when
         ``deadline`` (monotonic) passed first; jobs still running are then abandoned."""
+        self._stop_periodic()
         self._unsubscribe()
         self.claimer.stop(JOIN_TIMEOUT)
         self.slots.close()
@@ -135,6 +141,7 @@ class Session:
 
     def stop(self) -> None:
         """Hard stop: stop claiming, disown running jobs, try one last write, return."""
+        self._stop_periodic()
         self._unsubscribe()
         self.claimer.stop(JOIN_TIMEOUT)
         self.slots.close()
@@ -170,6 +177,10 @@ class Session:
         thread = threading.Thread(target=release, name=f"{self.name}-release", daemon=True)
         thread.start()
         thread.join(JOIN_TIMEOUT)
+
+    def _stop_periodic(self) -> None:
+        if self.periodic is not None:
+            self.periodic.stop(JOIN_TIMEOUT)
 
     def _unsubscribe(self) -> None:
         try:

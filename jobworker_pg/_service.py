@@ -23,14 +23,16 @@ from jobqueue import (
     Job,
     JobBundle,
     JobNotFoundError,
+    PeriodicInfo,
     ServiceClosedError,
     ServiceListener,
     StateCounts,
     Status,
 )
 from jobqueue._constructors import check_start_at, check_uuid
-from jobworker import Outcome, OutcomeKind
+from jobworker import Outcome, OutcomeKind, PeriodicSpec, ScheduleState
 from jobworker_pg import _async
+from jobworker_pg import _periodic as periodic
 from jobworker_pg import _steps as steps
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg import _unique as unique
@@ -652,6 +654,52 @@ class PostgresService:
             "declare_bundle_handlers",
             lambda c: c.execute(q("declare_bundle_handlers"), {"bundle_types": list(bundle_types)}),
         )
+
+    # -- periodic jobs: the worker's side (see jobworker._periodic) ----------------------
+
+    def declare_schedules(self, specs: Sequence[PeriodicSpec], now: datetime) -> None:
+        """WorkerDatabase: store or refresh the schedules this worker runs."""
+        periodic.declare_schedules(self, specs, now)
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        """WorkerDatabase: the stored state of the named schedules."""
+        return periodic.schedule_states(self, names)
+
+    def enqueue_ticks(
+        self,
+        spec: PeriodicSpec,
+        expected_last_tick: datetime | None,
+        last_tick: datetime,
+        ticks: Sequence[datetime],
+    ) -> list[UUID] | None:
+        """WorkerDatabase: move the schedule's last tick and enqueue its ticks, or nothing."""
+        return periodic.enqueue_ticks(self, spec, expected_last_tick, last_tick, ticks)
+
+    # -- periodic jobs: management (jobqueue.PeriodicAdmin) --------------------------------
+
+    def list_periodic(self) -> list[PeriodicInfo]:
+        """Every stored schedule (see :func:`jobqueue.list_periodic`)."""
+        return periodic.list_periodic(self)
+
+    def get_periodic(self, name: str) -> PeriodicInfo:
+        """One stored schedule; JobNotFoundError if none (see :func:`jobqueue.get_periodic`)."""
+        return periodic.get_periodic(self, name)
+
+    def enable_periodic(self, name: str) -> PeriodicInfo:
+        """Enable a schedule in every worker (see :func:`jobqueue.enable_periodic`)."""
+        return periodic.set_enabled(self, name, True)
+
+    def disable_periodic(self, name: str) -> PeriodicInfo:
+        """Disable a schedule in every worker (see :func:`jobqueue.disable_periodic`)."""
+        return periodic.set_enabled(self, name, False)
+
+    def run_periodic_now(self, name: str) -> Job:
+        """Enqueue one job of a schedule now (see :func:`jobqueue.run_periodic_now`)."""
+        return periodic.run_periodic_now(self, name)
+
+    def delete_periodic(self, name: str) -> None:
+        """Forget a stored schedule (see :func:`jobqueue.delete_periodic`)."""
+        periodic.delete_periodic(self, name)
 
     # -- closing -----------------------------------------------------------------------
 

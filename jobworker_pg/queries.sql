@@ -326,3 +326,68 @@ join unnest(%(keys)s::text[], %(unique_fors)s::float8[]) as k(unique_key, unique
 where j.stopped_at is null
    or (k.unique_for is not null and j.created_at > now() - make_interval(secs => k.unique_for))
 order by j.unique_key, j.stopped_at is null desc, j.created_at desc
+
+-- declare_schedules: store or refresh the schedules a worker runs (in name order: one lock order); a new one starts at the worker's now with its enabled, an existing one keeps enabled, last_tick and created_at
+insert into worker.schedule (name, schedule, timezone, job_type, payload, priority, max_retry_count,
+                             catch_up, enabled, created_at, seen_at, updated_at)
+select t.name, t.schedule, t.timezone, t.job_type, t.payload::jsonb, t.priority, t.max_retry_count,
+       t.catch_up, t.enabled, %(now)s, %(now)s, now()
+from unnest(%(names)s::text[], %(schedules)s::text[], %(timezones)s::text[], %(job_types)s::text[],
+            %(payloads)s::text[], %(priorities)s::bigint[], %(max_retry_counts)s::integer[],
+            %(catch_ups)s::text[], %(enableds)s::boolean[])
+     as t(name, schedule, timezone, job_type, payload, priority, max_retry_count, catch_up, enabled)
+order by t.name
+on conflict (name) do update
+set schedule = excluded.schedule, timezone = excluded.timezone, job_type = excluded.job_type,
+    payload = excluded.payload, priority = excluded.priority,
+    max_retry_count = excluded.max_retry_count, catch_up = excluded.catch_up,
+    seen_at = excluded.seen_at, updated_at = now()
+
+-- schedule_states: enabled, last tick and creation time of the schedules a worker runs
+select name, enabled, last_tick, created_at from worker.schedule where name = any(%(names)s::text[])
+
+-- enqueue_ticks: in one statement, move a schedule's last tick from the value this worker read to the new one and enqueue the jobs of the ticks; disabled, or moved by another worker first (the update then re-reads the row it waited for), it writes nothing
+with moved as (
+    update worker.schedule
+    set last_tick = %(last_tick)s, updated_at = now()
+    where name = %(name)s and enabled and last_tick is not distinct from %(expected)s
+    returning name
+),
+enqueued as (
+    insert into worker.job (id, type, payload, priority, origin, max_retry_count, unique_key, scheduled_for)
+    select t.id, %(job_type)s, %(payload)s::jsonb, %(priority)s, %(origin)s, %(max_retry_count)s,
+           t.unique_key, t.tick
+    from unnest(%(ids)s::uuid[], %(unique_keys)s::text[], %(ticks)s::timestamptz[]) as t(id, unique_key, tick)
+    where exists (select from moved)
+    on conflict (unique_key) where unique_key is not null and stopped_at is null do nothing
+    returning id
+)
+select (select count(*) from moved), array(select id from enqueued)
+
+-- list_schedules: the schedules (all, or the one named), with the database clock for their next runs and whether any worker declared them lately
+select name, schedule, timezone, job_type, payload, priority, max_retry_count, catch_up, enabled,
+       last_tick, created_at, seen_at, now(),
+       seen_at < now() - make_interval(secs => %(orphaned_after)s::float8)
+from worker.schedule
+where %(name)s::text is null or name = %(name)s
+order by name
+
+-- set_schedule_enabled: enable or disable a schedule for every worker; enabling skips the ticks of the disabled time (last_tick moves to now)
+update worker.schedule
+set last_tick = case when not enabled and %(enabled)s
+                     then greatest(coalesce(last_tick, created_at), now()) else last_tick end,
+    enabled = %(enabled)s, updated_at = now()
+where name = %(name)s
+returning name
+
+-- run_schedule_now: enqueue one job of a schedule at once, for now as its tick; the schedule's own ticks are unaffected
+insert into worker.job (id, type, payload, priority, origin, max_retry_count, scheduled_for)
+select %(id)s, job_type, payload, priority, %(origin)s, max_retry_count, now()
+from worker.schedule
+where name = %(name)s
+returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+          start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+
+-- delete_schedule: forget a schedule (an orphaned one; a worker that still runs it declares it again)
+delete from worker.schedule where name = %(name)s returning name

@@ -18,7 +18,16 @@ from typing import Any
 from uuid import UUID
 
 from jobqueue import AttemptError, Job, JobBundle, JobNotFoundError, new_job
-from jobworker import BUNDLE_JOB_PREFIX, Outcome, OutcomeKind, WakeupCallback, WorkerSettings
+from jobworker import (
+    BUNDLE_JOB_PREFIX,
+    PERIODIC_ORIGIN,
+    Outcome,
+    OutcomeKind,
+    PeriodicSpec,
+    ScheduleState,
+    WakeupCallback,
+    WorkerSettings,
+)
 
 WAIT_TIMEOUT = 10.0
 
@@ -41,6 +50,7 @@ class FakeDatabase:
         self.jobs: dict[UUID, Job] = {}
         self.bundles: dict[UUID, JobBundle] = {}
         self.declared_bundle_types: set[str] = set()
+        self.schedules: dict[str, tuple[PeriodicSpec, ScheduleState]] = {}
         self.wakeup: WakeupCallback | None = None
         # call records
         self.claim_calls: list[tuple[list[str], int, int]] = []  # (types, limit, claimed)
@@ -306,6 +316,41 @@ class FakeDatabase:
                 raise JobNotFoundError("job bundle", bundle_id)
             jobs = [j.model_copy(deep=True) for j in self.jobs.values() if j.bundle_id == bundle_id]
             return bundle.model_copy(update={"jobs": jobs})
+
+    def declare_schedules(self, specs: Sequence[PeriodicSpec], now: datetime) -> None:
+        with self._lock:
+            self._maybe_fail("declare_schedules")
+            for spec in specs:
+                _, state = self.schedules.get(spec.name, (spec, ScheduleState(spec.enabled, None, now)))
+                self.schedules[spec.name] = (spec, state)
+
+    def schedule_states(self, names: Sequence[str]) -> dict[str, ScheduleState]:
+        with self._lock:
+            self._maybe_fail("schedule_states")
+            return {n: self.schedules[n][1] for n in names if n in self.schedules}
+
+    def enqueue_ticks(
+        self, spec: PeriodicSpec, expected_last_tick: datetime | None, last_tick: datetime, ticks: Sequence[datetime]
+    ) -> list[UUID] | None:
+        with self._lock:
+            self._maybe_fail("enqueue_ticks")
+            stored, state = self.schedules[spec.name]
+            if not state.enabled or state.last_tick != expected_last_tick:
+                return None
+            self.schedules[spec.name] = (stored, ScheduleState(True, last_tick, state.created_at))
+            ids = []
+            for tick in ticks:
+                job = new_job(spec.job_type, PERIODIC_ORIGIN, spec.payload, unique_key=spec.unique_key(tick))
+                job.scheduled_for = tick
+                ids.append(self.add(job).id)
+            return ids
+
+    def set_schedule_enabled(self, name: str, enabled: bool) -> None:
+        """As jobqueue.enable_periodic / disable_periodic do in the database."""
+        with self._lock:
+            spec, state = self.schedules[name]
+            self.schedules[name] = (spec, ScheduleState(enabled, state.last_tick, state.created_at))
+            self._changed.notify_all()
 
 
 class Gates:
