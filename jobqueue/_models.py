@@ -69,9 +69,9 @@ class Job(BaseModel):
     unique_key: str | None = None
     #: The tick a periodic job was enqueued for (its period ends there); None for other jobs.
     scheduled_for: datetime | None = None
-    # Options of the insert, not stored: see :func:`jobqueue.new_job`.
-    unique_for: timedelta | None = None
-    on_conflict: str = "return"
+    # Options of the insert, not stored (nor dumped): see :func:`jobqueue.new_job`.
+    unique_for: timedelta | None = Field(default=None, exclude=True)
+    on_conflict: str = Field(default="return", exclude=True)
     #: True when :func:`jobqueue.add` found an unfinished job with the same ``unique_key`` and
     #: returned that one instead of storing this one.
     deduplicated: bool = False

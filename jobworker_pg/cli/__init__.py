@@ -9,6 +9,7 @@ $DATABASE_URL, else an embedded PostgreSQL kept in the user's data directory
     jobqueue status                        # counts by type and state
     jobqueue jobs --errors                 # what failed, and why
     jobqueue retry JOB_ID
+    jobqueue periodic list                 # schedules, last and next tick (--json)
 
 Errors are one line on stderr (passwords masked) and exit code 1.
 """
@@ -21,6 +22,7 @@ from jobworker_pg.cli._admin import COMMANDS
 from jobworker_pg.cli._context import LOG_LEVELS, Group, State, configure_logging
 from jobworker_pg.cli._demo import demo
 from jobworker_pg.cli._embedded_cmd import embedded
+from jobworker_pg.cli._periodic import periodic
 from jobworker_pg.cli._worker import worker
 
 __all__ = ["cli", "main"]
@@ -50,7 +52,7 @@ def cli(ctx: click.Context, database_url: str | None, log_level: str) -> None:
     ctx.call_on_close(state.close)
 
 
-for _command in (*COMMANDS, worker, demo, embedded):
+for _command in (*COMMANDS, periodic, worker, demo, embedded):
     cli.add_command(_command)
 
 
