@@ -28,6 +28,7 @@ class OutcomeKind(enum.Enum):
     SUCCEEDED = "succeeded"  # stop the job with its result
     FAILED = "failed"  # stop the job with its error, no retry
     RETRY = "retry"  # record the error and make the job available again after a delay
+    SNOOZE = "snooze"  # available again after a delay, the attempt uncounted, no error (Snooze)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ class Outcome:
     error_msg: str | None = None  # FAILED / RETRY: first line of the error
     error_type: str | None = None  # FAILED / RETRY: qualified exception class name
     error_data_json: str | None = None  # FAILED / RETRY: {"type", "message", "traceback"}
-    retry_delay: timedelta | None = None  # RETRY: wait from the database's now()
+    retry_delay: timedelta | None = None  # RETRY / SNOOZE: wait from the database's now()
     bundle_id: UUID | None = None  # the job's bundle, whose counter a stop moves
 
 

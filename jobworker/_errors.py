@@ -5,6 +5,8 @@
     jobqueue.JobQueueError
     ├── JobTimeoutError      (also TimeoutError)  a handler ran past its timeout
     └── InvalidPayloadError  (also ValueError)    a payload failed validation: permanent
+
+    Snooze                   (an Exception)       raised by a handler: run again later
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import timedelta
 
 from jobqueue import JobQueueError
 
@@ -35,9 +38,24 @@ class InvalidPayloadError(JobQueueError, ValueError):
     """
 
 
+class Snooze(Exception):
+    """Raise from a handler to run the job again after ``delay`` (a timedelta or seconds)
+    without using up an attempt: no error is recorded, the job's history notes the snooze,
+    and ``max_retry_count`` is untouched (River's JobSnooze, Oban's ``{:snooze, t}``)."""
+
+    def __init__(self, delay: timedelta | float) -> None:
+        if isinstance(delay, bool) or not isinstance(delay, timedelta | int | float):
+            raise TypeError(f"Snooze takes a timedelta or a number of seconds, got {delay!r}")
+        self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)
+        if self.delay < timedelta(0):
+            raise ValueError(f"Snooze needs a delay >= 0, got {delay!r}")
+        super().__init__(f"snoozed for {self.delay.total_seconds():g} s")
+
+
 # Recorded as error_type; the public module reads better than the private one.
 JobTimeoutError.__module__ = "jobworker"
 InvalidPayloadError.__module__ = "jobworker"
+Snooze.__module__ = "jobworker"
 
 
 #: The same error (same type, same activity) is logged at most once per this many seconds.

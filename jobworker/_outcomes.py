@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import json
-import random
 import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobqueue import Job
 from jobworker._database import Outcome, OutcomeKind
-from jobworker._errors import InvalidPayloadError
+from jobworker._errors import InvalidPayloadError, Snooze
 from jobworker._registry import RetryScheduler
+from jobworker.retry import DEFAULT_BASE, DEFAULT_JITTER, DEFAULT_MAX, DEFAULT_STRATEGY, RetryStrategy
 
-DEFAULT_RETRY_BASE_DELAY = timedelta(seconds=1)
-DEFAULT_RETRY_MAX_DELAY = timedelta(hours=1)
+DEFAULT_RETRY_BASE_DELAY = DEFAULT_BASE
+DEFAULT_RETRY_MAX_DELAY = DEFAULT_MAX
 #: Each default delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
-DEFAULT_RETRY_JITTER = 0.2
+DEFAULT_RETRY_JITTER = DEFAULT_JITTER
 _MAX_TRACEBACK_CHARS = 64 * 1024
 
 
 def default_retry_delay(attempt: int) -> timedelta:
-    """Exponential backoff with jitter: about 1 s after attempt 1, 2 s after attempt 2,
-    4 s ... capped at 1 hour."""
-    exponent = min(max(attempt, 1) - 1, 32)
-    base: timedelta = min(DEFAULT_RETRY_BASE_DELAY * (2**exponent), DEFAULT_RETRY_MAX_DELAY)
-    factor = random.uniform(1 - DEFAULT_RETRY_JITTER, 1 + DEFAULT_RETRY_JITTER)
-    delay: timedelta = min(base * factor, DEFAULT_RETRY_MAX_DELAY)
+    """Exponential backoff with jitter (``jobworker.retry.exponential()``): about 1 s after
+    attempt 1, 2 s after attempt 2, 4 s ... capped at 1 hour."""
+    delay = DEFAULT_STRATEGY.delay(attempt)
+    assert delay is not None
     return delay
 
 
@@ -80,14 +78,24 @@ def _failure(job: Job, kind: OutcomeKind, exc: BaseException, delay: timedelta |
     )
 
 
+class _NoRetryLeft(Exception):
+    """A retry strategy said the job must not be retried (``jobworker.retry.none()``)."""
+
+
 class RetrySchedulerError(Exception):
     """A retry scheduler raised or returned something that is not an aware datetime."""
 
 
 def retry_delay(job: Job, scheduler: RetryScheduler | None) -> timedelta:
-    """The delay before the next attempt; RetrySchedulerError if ``scheduler`` misbehaves."""
+    """The delay before the next attempt; RetrySchedulerError if ``scheduler`` misbehaves,
+    _NoRetryLeft if its strategy says not to retry."""
     if scheduler is None:
         return default_retry_delay(job.attempt)
+    if isinstance(scheduler, RetryStrategy):
+        delay = scheduler.delay(job.attempt)
+        if delay is None:
+            raise _NoRetryLeft
+        return delay
     try:
         when = scheduler(job)
     except Exception as exc:
@@ -108,11 +116,24 @@ def settle(
 ) -> Outcome:
     """The outcome of an attempt of the claimed ``job``.
 
-    Success stores the result. An error retries while ``job.attempt <=
+    Success stores the result; a :class:`jobworker.Snooze` makes the job available again
+    after its delay, the attempt uncounted. An error retries while ``job.attempt <=
     job.max_retry_count`` (after the scheduler's or the default delay), else fails
     the job; an invalid payload, or a misbehaving scheduler, fails it at once.
     Sets ``job.error_msg`` before calling the scheduler so it can look at it.
     """
+    if isinstance(error, Snooze):
+        assert job.claim_token is not None, "outcomes are for claimed jobs"
+        return Outcome(
+            job.id,
+            job.claim_token,
+            OutcomeKind.SNOOZE,
+            job.attempt,
+            error_msg=str(error),
+            error_type=error_type_name(error),
+            retry_delay=error.delay,
+            bundle_id=job.bundle_id,
+        )
     if error is None:
         assert job.claim_token is not None, "outcomes are for claimed jobs"
         return Outcome(
@@ -128,6 +149,8 @@ def settle(
     job.error_msg = error_message(error)
     try:
         delay = retry_delay(job, scheduler)
+    except _NoRetryLeft:
+        return _failure(job, OutcomeKind.FAILED, error)
     except RetrySchedulerError as exc:
         return _failure(job, OutcomeKind.FAILED, exc)
     return _failure(job, OutcomeKind.RETRY, error, delay)
