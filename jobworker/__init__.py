@@ -34,6 +34,7 @@ handler that overruns its timeout ends the attempt with :class:`JobTimeoutError`
 The pool talks to the database only through :class:`WorkerDatabase`.
 """
 
+from jobworker import retry
 from jobworker._bundles import BundleHandler
 from jobworker._context import JobContext, current_job_context
 from jobworker._database import (
@@ -74,7 +75,7 @@ from jobworker._defaults import (
     stop_threads,
     unregister,
 )
-from jobworker._errors import ErrorCallback, InvalidPayloadError, JobTimeoutError
+from jobworker._errors import ErrorCallback, InvalidPayloadError, JobTimeoutError, Snooze
 from jobworker._outcomes import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, default_retry_delay
 from jobworker._periodic import (
     CATCH_UP_GRACE,
@@ -125,6 +126,7 @@ __all__ = [
     "Schedule",
     "ScheduleState",
     "SettingsChanges",
+    "Snooze",
     "WakeupCallback",
     "WorkerDatabase",
     "WorkerPool",

@@ -36,17 +36,22 @@ def register(
     *,
     timeout: Duration | None = None,
     max_concurrency: int | None = None,
+    retry: RetryScheduler | None = None,
 ) -> None:
     """Run ``fn(job)`` for jobs of ``job_type``; see :meth:`Registry.register`."""
-    _registry.register(job_type, fn, timeout=timeout, max_concurrency=max_concurrency)
+    _registry.register(job_type, fn, timeout=timeout, max_concurrency=max_concurrency, retry=retry)
 
 
 def register_func(
-    fn: Callable[..., Any], *, timeout: Duration | None = None, max_concurrency: int | None = None
+    fn: Callable[..., Any],
+    *,
+    timeout: Duration | None = None,
+    max_concurrency: int | None = None,
+    retry: RetryScheduler | None = None,
 ) -> str:
     """Register a typed function for the job type of its payload class; see
     :meth:`Registry.register_func`. Returns the job type."""
-    return _registry.register_func(fn, timeout=timeout, max_concurrency=max_concurrency)
+    return _registry.register_func(fn, timeout=timeout, max_concurrency=max_concurrency, retry=retry)
 
 
 def register_func_for_job_type(
@@ -55,16 +60,23 @@ def register_func_for_job_type(
     *,
     timeout: Duration | None = None,
     max_concurrency: int | None = None,
+    retry: RetryScheduler | None = None,
 ) -> None:
     """Register a typed function for ``job_type``; see :meth:`Registry.register_func_for_job_type`."""
-    _registry.register_func_for_job_type(job_type, fn, timeout=timeout, max_concurrency=max_concurrency)
+    _registry.register_func_for_job_type(
+        job_type, fn, timeout=timeout, max_concurrency=max_concurrency, retry=retry
+    )
 
 
 def job(
-    job_type: str | None = None, *, timeout: Duration | None = None, max_concurrency: int | None = None
+    job_type: str | None = None,
+    *,
+    timeout: Duration | None = None,
+    max_concurrency: int | None = None,
+    retry: RetryScheduler | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering a (typed) function; see :meth:`Registry.job`."""
-    return _registry.job(job_type, timeout=timeout, max_concurrency=max_concurrency)
+    return _registry.job(job_type, timeout=timeout, max_concurrency=max_concurrency, retry=retry)
 
 
 def register_bundle_handler(

@@ -11,12 +11,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from jobqueue import AttemptError, Job
 from jobqueue._payload import encode_json
 from jobworker._context import use_context
 from jobworker._database import Outcome
-from jobworker._errors import ErrorReporter, JobTimeoutError
+from jobworker._errors import ErrorReporter, JobTimeoutError, Snooze
 from jobworker._log import job_extra
 from jobworker._outcomes import error_data, error_message, error_type_name, settle
 from jobworker._registry import Handler, Registry
@@ -91,6 +92,19 @@ def record_on_job(job: Job, attempt: Attempt) -> None:
                 attempt=job.attempt, at=job.stopped_at, message=job.error_msg, type=error_type_name(error)
             ),
         ]
+
+
+def record_snooze_on_job(job: Job, snooze: Snooze) -> None:
+    """Record a :class:`jobworker.Snooze` on ``job`` as save_outcomes does in the database:
+    due again after the delay, its attempt given back, the snooze in the history."""
+    now = datetime.now(UTC)
+    job.errors = [
+        *job.errors,
+        AttemptError(attempt=job.attempt, at=now, message=str(snooze), type="jobworker.Snooze"),
+    ]
+    job.attempt -= 1
+    job.started_at = None
+    job.start_at = now + snooze.delay
 
 
 def timeout_message(run: Run) -> str:

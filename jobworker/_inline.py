@@ -6,8 +6,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from jobqueue import Job, RegistrationError
-from jobworker._errors import ErrorReporter
-from jobworker._execute import record_on_job, run_attempt
+from jobworker._errors import ErrorReporter, Snooze
+from jobworker._execute import record_on_job, record_snooze_on_job, run_attempt
 from jobworker._log import job_extra
 from jobworker._registry import Registry
 from jobworker._slots import Run
@@ -35,6 +35,10 @@ def run_job_inline_with(
     logger.debug("running job %s inline", job.id, extra=job_extra(job, "start"))
     attempt = run_attempt(registry, Run(job, handler, handler.timeout or job_timeout, None), report)
     assert attempt is not None, "a run without in_time always counts"
+    if isinstance(attempt.error, Snooze):  # as a worker would: due again later, the attempt given back
+        record_snooze_on_job(job, attempt.error)
+        logger.info("job %s snoozed: %s", job.id, attempt.error, extra=job_extra(job, "snooze"))
+        return job, None
     job.stopped_at = datetime.now(UTC)
     record_on_job(job, attempt)
     if attempt.error is None:

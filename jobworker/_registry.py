@@ -94,22 +94,30 @@ class Registry:
         *,
         timeout: Duration | None = None,
         max_concurrency: int | None = None,
+        retry: RetryScheduler | None = None,
     ) -> None:
         """Run ``fn(job)`` for jobs of ``job_type``; its return value (JSON-serialisable, or a
         model/dataclass) becomes the job's result.
 
         ``timeout`` overrides the pool's job_timeout for this type; ``max_concurrency``
-        caps how many jobs of this type one pool runs at a time. Raises
+        caps how many jobs of this type one pool runs at a time; ``retry`` (a
+        ``jobworker.retry`` strategy or any retry scheduler) decides when failed jobs
+        of this type run again, as :meth:`register_schedule_retry` does. Raises
         RegistrationError for a duplicate or invalid type, a non-callable ``fn``, or
         while a pool runs.
         """
         job_type = _check_type(job_type)
         _check_callable(fn, "fn")
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, fn, limit, max_concurrency))
+        self._add(Handler(job_type, fn, fn, limit, max_concurrency), retry=retry)
 
     def register_func(
-        self, fn: Callable[..., Any], *, timeout: Duration | None = None, max_concurrency: int | None = None
+        self,
+        fn: Callable[..., Any],
+        *,
+        timeout: Duration | None = None,
+        max_concurrency: int | None = None,
+        retry: RetryScheduler | None = None,
     ) -> str:
         """Register a typed ``fn(payload: T)`` or ``fn(job: Job, payload: T)`` for the job type
         ``jobqueue.job_type_of(T)`` and return that type.
@@ -121,7 +129,7 @@ class Registry:
         shape = handler_shape(fn)
         job_type = inferred_job_type(fn, shape)
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency))
+        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency), retry=retry)
         return job_type
 
     def register_func_for_job_type(
@@ -131,6 +139,7 @@ class Registry:
         *,
         timeout: Duration | None = None,
         max_concurrency: int | None = None,
+        retry: RetryScheduler | None = None,
     ) -> None:
         """As :meth:`register_func`, for an explicit ``job_type``; T may be any type a pydantic
         TypeAdapter validates (``fn(job: Job)`` alone is registered as by :meth:`register`)."""
@@ -138,7 +147,7 @@ class Registry:
         _check_callable(fn, "fn")
         shape = handler_shape(fn)
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency))
+        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency), retry=retry)
 
     def job(
         self,
@@ -146,16 +155,17 @@ class Registry:
         *,
         timeout: Duration | None = None,
         max_concurrency: int | None = None,
+        retry: RetryScheduler | None = None,
     ) -> Callable[[F], F]:
         """Decorator: ``@registry.job()`` infers the type from the payload annotation,
         ``@registry.job("type")`` names it. Returns the function unchanged."""
 
         def decorate(fn: F) -> F:
             if job_type is None:
-                self.register_func(fn, timeout=timeout, max_concurrency=max_concurrency)
+                self.register_func(fn, timeout=timeout, max_concurrency=max_concurrency, retry=retry)
             else:
                 self.register_func_for_job_type(
-                    job_type, fn, timeout=timeout, max_concurrency=max_concurrency
+                    job_type, fn, timeout=timeout, max_concurrency=max_concurrency, retry=retry
                 )
             return fn
 
@@ -192,7 +202,11 @@ class Registry:
 
         return decorate
 
-    def _add(self, handler: Handler, bundle_type: str | None = None) -> None:
+    def _add(
+        self, handler: Handler, bundle_type: str | None = None, retry: RetryScheduler | None = None
+    ) -> None:
+        if retry is not None:
+            _check_callable(retry, "retry")
         with self._lock:
             self._check_not_running("register job type", handler.job_type)
             if handler.job_type in self._handlers:
@@ -200,7 +214,11 @@ class Registry:
                     f"job type {handler.job_type!r} is already registered "
                     f"(to {_name(self._handlers[handler.job_type].fn)}); unregister it first"
                 )
+            if retry is not None and handler.job_type in self._schedulers:
+                raise RegistrationError(f"job type {handler.job_type!r} already has a retry scheduler")
             self._handlers[handler.job_type] = handler
+            if retry is not None:
+                self._schedulers[handler.job_type] = retry
             if bundle_type is not None:
                 self._bundle_types[handler.job_type] = bundle_type
 

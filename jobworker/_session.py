@@ -296,6 +296,14 @@ class Session:
                 outcome.error_msg,
                 extra=job_extra(job, "retry"),
             )
+        elif outcome.kind is OutcomeKind.SNOOZE:
+            assert outcome.retry_delay is not None
+            logger.info(
+                "job %s snoozed for %.1fs",
+                job.id,
+                outcome.retry_delay.total_seconds(),
+                extra=job_extra(job, "snooze"),
+            )
         else:
             logger.warning(
                 "job %s failed for good (attempt %d): %s",
@@ -321,5 +329,5 @@ class Session:
                 continue
             if debug:
                 logger.debug("outcome of job %s saved", job.id, extra=job_extra(job, "saved"))
-            if outcome.kind is OutcomeKind.RETRY and outcome.retry_delay is not None:
+            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.SNOOZE) and outcome.retry_delay is not None:
                 self.claimer.job_due_in(outcome.retry_delay.total_seconds())

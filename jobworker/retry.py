@@ -85,7 +85,8 @@ class _Exponential(RetryStrategy):
 
     def base_delay(self, attempt: int) -> timedelta | None:
         exponent = min(attempt - 1, 32)  # 2**32 s is far past any cap
-        return min(self.base * (2**exponent), self.maximum)
+        delay: timedelta = min(self.base * (1 << exponent), self.maximum)
+        return delay
 
     def delay(self, attempt: int) -> timedelta | None:
         delay = super().delay(attempt)

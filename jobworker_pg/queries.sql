@@ -167,16 +167,19 @@ with locked_bundles as (
     for update of b
 )
 update worker.job j
-set stopped_at = case when o.kind = 'retry' then null else now() end,
-    started_at = case when o.kind = 'retry' then null else j.started_at end,
-    claim_token = case when o.kind = 'retry' then null else j.claim_token end,
-    start_at = case when o.kind = 'retry' then now() + make_interval(secs => o.retry_delay)
+-- 'retry' and 'snooze' make the job available again after retry_delay; a snooze (jobworker.Snooze)
+-- gives its attempt back and keeps the job's error, noting itself in the history only.
+set stopped_at = case when o.kind in ('retry', 'snooze') then null else now() end,
+    started_at = case when o.kind in ('retry', 'snooze') then null else j.started_at end,
+    claim_token = case when o.kind in ('retry', 'snooze') then null else j.claim_token end,
+    start_at = case when o.kind in ('retry', 'snooze') then now() + make_interval(secs => o.retry_delay)
                     else j.start_at end,
     current_retry_count = case when o.kind = 'retry' then least(j.attempt, j.max_retry_count)
                                else j.current_retry_count end,
+    attempt = case when o.kind = 'snooze' then j.attempt - 1 else j.attempt end,
     result = o.result::jsonb,
-    error_msg = o.error_msg,
-    error_data = o.error_data::jsonb,
+    error_msg = case when o.kind = 'snooze' then j.error_msg else o.error_msg end,
+    error_data = case when o.kind = 'snooze' then j.error_data else o.error_data::jsonb end,
     errors = case when o.kind = 'succeeded' then j.errors
                   else j.errors || jsonb_build_array(jsonb_build_object(
                       'attempt', j.attempt, 'at', now(), 'message', o.error_msg, 'type', o.error_type))

@@ -193,6 +193,16 @@ class FakeDatabase:
             job.result = None if outcome.result_json is None else json.loads(outcome.result_json)
             self._job_stopped(job)
             return
+        if outcome.kind is OutcomeKind.SNOOZE:
+            assert outcome.retry_delay is not None and outcome.error_msg is not None
+            job.started_at = None
+            job.attempt -= 1
+            job.start_at = now + outcome.retry_delay
+            job.errors = [
+                *job.errors,
+                AttemptError(attempt=outcome.attempt, at=now, message=outcome.error_msg),
+            ]
+            return
         assert outcome.error_msg is not None
         job.error_msg = outcome.error_msg
         job.error_data = None if outcome.error_data_json is None else json.loads(outcome.error_data_json)
@@ -330,7 +340,11 @@ class FakeDatabase:
             return {n: self.schedules[n][1] for n in names if n in self.schedules}
 
     def enqueue_ticks(
-        self, spec: PeriodicSpec, expected_last_tick: datetime | None, last_tick: datetime, ticks: Sequence[datetime]
+        self,
+        spec: PeriodicSpec,
+        expected_last_tick: datetime | None,
+        last_tick: datetime,
+        ticks: Sequence[datetime],
     ) -> list[UUID] | None:
         with self._lock:
             self._maybe_fail("enqueue_ticks")

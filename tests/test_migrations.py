@@ -347,8 +347,8 @@ def test_migrations_location_is_a_script_directory_with_one_head() -> None:
     assert (location / "env.py").is_file()
     script = ScriptDirectory.from_config(alembic_config())
     assert script.get_heads() == [HEAD]
-    assert [rev.revision for rev in script.walk_revisions()][0] == HEAD
-    assert [rev.revision for rev in script.walk_revisions()][-1] == "jobqueue_0001"
+    revisions = [rev.revision for rev in script.walk_revisions()]
+    assert (revisions[0], revisions[-1]) == (HEAD, "jobqueue_0001")
 
 
 def test_alembic_offline_mode_emits_the_sql(make_db: MakeDb, capsys: pytest.CaptureFixture[str]) -> None:

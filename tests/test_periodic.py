@@ -34,7 +34,9 @@ class Clock:
 
 
 def _spec(catch_up: str = "latest", name: str = "report", **kwargs: Any) -> PeriodicSpec:
-    return periodic_spec(name, jobworker.every(STEP), "report.build", payload={"k": 1}, catch_up=catch_up, **kwargs)
+    return periodic_spec(
+        name, jobworker.every(STEP), "report.build", payload={"k": 1}, catch_up=catch_up, **kwargs
+    )
 
 
 def _scheduler(service: PostgresService, spec: PeriodicSpec, clock: Clock) -> PeriodicScheduler:
@@ -44,13 +46,16 @@ def _scheduler(service: PostgresService, spec: PeriodicSpec, clock: Clock) -> Pe
 def _ticks(db_url: str, job_type: str = "report.build") -> list[datetime]:
     with psycopg.connect(db_url) as c:
         rows = c.execute(
-            "select scheduled_for from worker.job where type = %s and origin = 'periodic' order by scheduled_for",
+            "select scheduled_for from worker.job where type = %s and origin = 'periodic'"
+            " order by scheduled_for",
             (job_type,),
         ).fetchall()
     return [r[0] for r in rows]
 
 
-def test_the_first_tick_is_the_first_after_the_schedule_was_declared(service: PostgresService, db_url: str) -> None:
+def test_the_first_tick_is_the_first_after_the_schedule_was_declared(
+    service: PostgresService, db_url: str
+) -> None:
     clock = Clock(T0 + STEP - timedelta(seconds=20))
     scheduler = _scheduler(service, _spec(), clock)
     wait = scheduler.run_once()
@@ -167,7 +172,9 @@ def test_list_periodic_shows_schedule_last_tick_next_run_and_orphans(current: Po
         jobqueue.delete_periodic("report")
 
 
-def test_run_periodic_now_enqueues_one_job_without_moving_the_ticks(current: PostgresService, db_url: str) -> None:
+def test_run_periodic_now_enqueues_one_job_without_moving_the_ticks(
+    current: PostgresService, db_url: str
+) -> None:
     clock = Clock(T0)
     _scheduler(current, _spec(), clock).run_once()
     job = jobqueue.run_periodic_now("report")

@@ -4,10 +4,12 @@ SIGKILLed and restarted; a disabled schedule enqueues nothing in any process fro
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import psycopg
 import pytest
 from processes import WorkerProcess, scalar, wait_until
 
@@ -29,9 +31,9 @@ def workers() -> Iterator[list[WorkerProcess]]:
         w.kill()
 
 
-def _ticks(url: str, schedule: str) -> list[tuple[object, int]]:
+def _ticks(url: str, schedule: str) -> list[tuple[datetime, int]]:
     """(scheduled_for, number of jobs) per tick of ``schedule``, in tick order."""
-    with __import__("psycopg").connect(url) as conn:
+    with psycopg.connect(url) as conn:
         rows = conn.execute(
             "select scheduled_for, count(*) from worker.job where payload->>'schedule' = %s"
             " group by scheduled_for order by scheduled_for",
@@ -76,12 +78,14 @@ def test_three_processes_enqueue_each_tick_once_through_a_sigkill(
     assert len(beat) >= RUN_SECONDS - 5, beat
     assert all(n == 1 for _, n in beat), [t for t in beat if t[1] != 1]
     times = [t for t, _ in beat]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]  # type: ignore[operator]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g == timedelta(seconds=1) for g in gaps), gaps  # no tick missed, kill or not
     assert _count(db_url, "stoppable") == stoppable_at_disable
     assert all(n == 1 for _, n in _ticks(db_url, "stoppable"))
     # The jobs ran too (the tick handler), each once.
     wait_until(
-        lambda: scalar(db_url, "select count(*) from worker.job where type = 'tick' and stopped_at is null") == 0,
+        lambda: (
+            scalar(db_url, "select count(*) from worker.job where type = 'tick' and stopped_at is null") == 0
+        ),
         timeout=60,
     )

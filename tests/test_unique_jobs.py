@@ -139,7 +139,9 @@ def test_twenty_threads_adding_one_key_leave_one_row(db_url: str) -> None:
         service.close()
 
 
-def _add_in_thread(service: PostgresService, conn: psycopg.Connection[Any]) -> tuple[threading.Thread, dict[str, Any]]:
+def _add_in_thread(
+    service: PostgresService, conn: psycopg.Connection[Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
     out: dict[str, Any] = {}
 
     def run() -> None:
@@ -186,7 +188,9 @@ def test_a_rolled_back_holder_lets_the_waiting_transaction_store_its_job(
     assert _rows(db_url, "tx") == 1
 
 
-def test_a_duplicate_in_the_callers_transaction_leaves_it_usable(service: PostgresService, db_url: str) -> None:
+def test_a_duplicate_in_the_callers_transaction_leaves_it_usable(
+    service: PostgresService, db_url: str
+) -> None:
     with psycopg.connect(db_url) as conn:
         first = service.add_job(_job("same-tx"), conn=conn)
         with pytest.raises(DuplicateJobError):
@@ -198,7 +202,9 @@ def test_a_duplicate_in_the_callers_transaction_leaves_it_usable(service: Postgr
     assert _rows(db_url, "same-tx") == 1
 
 
-def test_add_many_dedupes_inside_the_batch_and_against_stored_jobs(service: PostgresService, db_url: str) -> None:
+def test_add_many_dedupes_inside_the_batch_and_against_stored_jobs(
+    service: PostgresService, db_url: str
+) -> None:
     stored = service.add_job(_job("a"))
     jobs = [_job("a"), _job("b"), _job("b"), _job(None), _job("c")]
     result = service.add_jobs(jobs)
@@ -223,7 +229,9 @@ def test_add_many_with_a_raising_duplicate_stores_nothing(service: PostgresServi
 def test_a_bundle_with_a_taken_key_is_not_stored(service: PostgresService, db_url: str) -> None:
     service.add_job(_job("a"))
     bundle = new_job_bundle(
-        "b", "test", [JobDesc(type="x", payload=1, unique_key="fresh"), JobDesc(type="x", payload=2, unique_key="a")]
+        "b",
+        "test",
+        [JobDesc(type="x", payload=1, unique_key="fresh"), JobDesc(type="x", payload=2, unique_key="a")],
     )
     with pytest.raises(DuplicateJobError, match="'a'"):
         service.add_job_bundle(bundle)
@@ -234,7 +242,9 @@ def test_a_bundle_with_a_taken_key_is_not_stored(service: PostgresService, db_ur
 
 def test_a_bundle_of_unique_jobs_is_stored_and_holds_its_keys(service: PostgresService) -> None:
     bundle = service.add_job_bundle(
-        new_job_bundle("b", "test", [JobDesc(type="x", payload=1, unique_key="k1"), JobDesc(type="x", payload=2)])
+        new_job_bundle(
+            "b", "test", [JobDesc(type="x", payload=1, unique_key="k1"), JobDesc(type="x", payload=2)]
+        )
     )
     assert service.get_job_bundle(bundle.id).num_jobs == 2
     assert service.add_job(new_job("x", "test", 3, unique_key="k1")).deduplicated

@@ -13,8 +13,9 @@ With ``payload["stamp"]`` true, ``exec`` returns ``{"pid", "attempt"}`` instead 
 
 Settings come from the environment: JQ_HEARTBEAT, JQ_DEAD_FOR, JQ_REAPER,
 JQ_TIMEOUT, JQ_POLL (seconds), JQ_PREFETCH (jobs); JQ_TYPES (comma-separated) registers only those
-of the job types above. JQ_PERIODIC (comma-separated names) registers, for each name, an
-every-second schedule (catch_up="all") of the job type ``tick``, whose handler returns "ok". SIGTERM finishes in-flight jobs and exits 0.
+of the job types above. JQ_PERIODIC (comma-separated names) registers, for each name,
+an every-second schedule (catch_up="all") of the job type ``tick``, whose handler
+returns "ok". SIGTERM finishes in-flight jobs and exits 0.
 The process prints "ready" once its threads run.
 
 The ``exec_log`` connections are the test harness's, not the library's: they
@@ -125,7 +126,9 @@ def main() -> None:
     if periodic:
         jobworker.register("tick", lambda job: "ok")
         for name in periodic.split(","):
-            jobworker.register_periodic(name, jobworker.every(1), "tick", payload={"schedule": name}, catch_up="all")
+            jobworker.register_periodic(
+                name, jobworker.every(1), "tick", payload={"schedule": name}, catch_up="all"
+            )
 
     with psycopg.connect(url) as conn:
         # Workers start together: concurrent CREATE TABLE IF NOT EXISTS can still collide.

@@ -13,7 +13,9 @@ from jobqueue import RegistrationError
 from jobworker._periodic import CATCH_UP_GRACE, MAX_CATCH_UP_TICKS, periodic_spec, ticks_to_enqueue
 from jobworker._schedules import Schedule, parse_schedule, to_instant
 
-NEW_YORK = ZoneInfo("America/New_York")  # 2026: forward 8 March 02:00 -> 03:00, back 1 November 02:00 -> 01:00
+NEW_YORK = ZoneInfo(
+    "America/New_York"
+)  # 2026: forward 8 March 02:00 -> 03:00, back 1 November 02:00 -> 01:00
 BERLIN = ZoneInfo("Europe/Berlin")  # 2026: forward 29 March 02:00 -> 03:00, back 25 October 03:00 -> 02:00
 
 
@@ -29,9 +31,14 @@ def _walk(schedule: Schedule, start: datetime, tz: ZoneInfo, n: int) -> list[str
 
 @pytest.mark.parametrize(
     ("tz", "day_before"),
-    [(NEW_YORK, datetime(2026, 3, 7, 12, tzinfo=NEW_YORK)), (BERLIN, datetime(2026, 3, 28, 12, tzinfo=BERLIN))],
+    [
+        (NEW_YORK, datetime(2026, 3, 7, 12, tzinfo=NEW_YORK)),
+        (BERLIN, datetime(2026, 3, 28, 12, tzinfo=BERLIN)),
+    ],
 )
-def test_a_0230_job_on_a_spring_forward_day_runs_once_right_after_the_gap(tz: ZoneInfo, day_before: datetime) -> None:
+def test_a_0230_job_on_a_spring_forward_day_runs_once_right_after_the_gap(
+    tz: ZoneInfo, day_before: datetime
+) -> None:
     ticks = _walk(jobworker.daily(2, 30), day_before, tz, 3)
     day = day_before.date() + timedelta(days=1)
     assert ticks[0] == datetime(day.year, day.month, day.day, 3, 0, tzinfo=tz).isoformat()
