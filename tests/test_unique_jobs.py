@@ -272,3 +272,20 @@ def test_the_unique_index_is_used_by_the_holder_lookup(db_url: str) -> None:
             "explain select id from worker.job where unique_key = 'k' and stopped_at is null"
         ).fetchall()
     assert "job_unique_key" in " ".join(str(r[0]) for r in plan)
+
+
+def test_unique_jobs_on_an_async_connection(service: PostgresService, db_url: str) -> None:
+    import asyncio
+
+    async def run() -> tuple[jobqueue.Job, jobqueue.Job, list[jobqueue.Job]]:
+        async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+            first = await service.add_job_async(_job("async"), conn=aconn)
+            again = await service.add_job_async(_job("async"), conn=aconn)
+            batch = await service.add_jobs_async([_job("async"), _job("other")], conn=aconn)
+            await aconn.commit()
+        return first, again, batch
+
+    first, again, batch = asyncio.run(run())
+    assert again.deduplicated and again.id == first.id
+    assert [j.deduplicated for j in batch] == [True, False]
+    assert _rows(db_url, "async") == 1
