@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import report
 from bench.db import server, server_version
-from bench.systems import MODULES, load
+from bench.systems import DEFAULT_SYSTEMS, MODULES, load
 from bench.systems.pgjobqueue import DEFAULT_PREFETCH, PREFETCH_ENV
 from bench.workloads import WORKLOADS, Result, Sizes, run
 
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--database-url", help="admin URL of a server to use (default: a throwaway embedded one)")
     p.add_argument("--quick", action="store_true", help="sizes / 10, W5 at 100k rows")
-    p.add_argument("--systems", default=",".join(MODULES), help=f"comma-separated, of {','.join(MODULES)}")
+    p.add_argument(
+        "--systems", default=",".join(DEFAULT_SYSTEMS), help=f"comma-separated, of {','.join(MODULES)}"
+    )
     p.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),

@@ -77,6 +77,8 @@ def targets(results: list[Result]) -> list[str]:
     check("W3 c=1 vs pgqueuer", rate(US, "W3c1"), rate("pgqueuer", "W3c1"), 10.0)
     check("W2 vs floor", rate(US, "W2"), rate("floor", "W2"), 0.8)
     check("W1 vs floor", rate(US, "W1"), rate("floor", "W1"), 0.9)
+    check("W1 with unique keys vs without", rate(f"{US}-unique", "W1"), rate(US, "W1"), 0.85)
+    check("W2 with unique keys vs without", rate(f"{US}-unique", "W2"), rate(US, "W2"), 0.85)
     check("W5 (1M finished) vs W3 c=16", rate(US, "W5done"), rate(US, "W3c16"), 0.8)
     check("W5 (1M backlog) vs W3 c=16", rate(US, "W5backlog"), rate(US, "W3c16"), 0.8)
     us4, fl4, pq4 = by.get((US, "W4")), by.get(("floor", "W4")), by.get(("pgqueuer", "W4"))

@@ -15,7 +15,12 @@ MODULES = {
     "pgqueuer": "bench.systems.pgqueuer_sys",
     "procrastinate": "bench.systems.procrastinate_sys",
     "floor": "bench.systems.floor",
+    # a variant, measured when asked for (--systems ...,pg-jobqueue-unique): W1 and W2 with
+    # a unique_key on every job
+    "pg-jobqueue-unique": "bench.systems.pgjobqueue_unique",
 }
+#: What ``python -m bench`` runs without --systems: the peers, not the variants.
+DEFAULT_SYSTEMS = ("pg-jobqueue", "pgqueuer", "procrastinate", "floor")
 
 
 @dataclass(frozen=True, slots=True)
