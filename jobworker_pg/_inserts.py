@@ -118,6 +118,22 @@ def unique_jobs_params(jobs: Sequence[Job], payloads: Sequence[str]) -> dict[str
     return params
 
 
+def unique_job_params(job: Job, payload: str) -> dict[str, Any]:
+    """The parameters of ``insert_unique_job`` (one checked job)."""
+    return {
+        "id": job.id,
+        "bundle_id": job.bundle_id,
+        "type": job.type,
+        "payload": payload,
+        "priority": job.priority,
+        "origin": job.origin,
+        "max_retry_count": job.max_retry_count,
+        "start_at": job.start_at,
+        "unique_key": job.unique_key,
+        "unique_for": None if job.unique_for is None else job.unique_for.total_seconds(),
+    }
+
+
 def first_of_each_key(jobs: Sequence[Job]) -> tuple[list[int], dict[int, int]]:
     """Indexes of the jobs to insert (a job without key, or the first with its key) and, for
     each later job with a key seen before, the index of that first one."""

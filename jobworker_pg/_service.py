@@ -595,7 +595,10 @@ class PostgresService:
                 o.retry_delay.total_seconds() if o.retry_delay is not None else 0.0 for o in ordered
             ],
             # One statement either way; it locks the bundles first when it stops a bundle's job.
-            "lock_bundles": any(o.bundle_id is not None and o.kind is not OutcomeKind.RETRY for o in ordered),
+            "lock_bundles": any(
+                o.bundle_id is not None and o.kind in (OutcomeKind.SUCCEEDED, OutcomeKind.FAILED)
+                for o in ordered
+            ),
         }
 
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from jobqueue import DatabaseError, DuplicateJobError, InvalidJobError, Job, JobBundle
-from jobworker_pg._inserts import bundle_params, first_of_each_key, set_timestamps, unique_jobs_params
+from jobworker_pg._inserts import (
+    bundle_params,
+    first_of_each_key,
+    set_timestamps,
+    unique_job_params,
+    unique_jobs_params,
+)
 from jobworker_pg._queries import q
 from jobworker_pg._rows import job_from_row
 from jobworker_pg._steps import Execute, FetchAll, Steps
@@ -49,6 +56,10 @@ class UniquePlan:
         return [out[i] for i in range(len(self.jobs))]
 
 
+def _seconds(period: timedelta | None) -> float | None:
+    return None if period is None else period.total_seconds()
+
+
 def plan(jobs: list[Job], bundle: JobBundle | None = None) -> UniquePlan:
     """The :class:`UniquePlan` of checked ``jobs``; a bundle cannot hold one key twice."""
     kept, later = first_of_each_key(jobs)
@@ -75,9 +86,13 @@ def insert_unique_jobs(
     results: list[Job | None] = [None] * len(jobs)
     pending = list(range(len(jobs)))
     for _ in range(UNIQUE_ROUNDS):
-        params = unique_jobs_params([jobs[i] for i in pending], [texts[i] for i in pending])
-        position = {i: n for n, i in enumerate(pending)}
-        rows = yield FetchAll(q("insert_unique_jobs"), params)
+        if len(pending) == 1:
+            rows = yield FetchAll(
+                q("insert_unique_job"), unique_job_params(jobs[pending[0]], texts[pending[0]])
+            )
+        else:
+            params = unique_jobs_params([jobs[i] for i in pending], [texts[i] for i in pending])
+            rows = yield FetchAll(q("insert_unique_jobs"), params)
         stored = {row[0]: row[1] for row in rows}
         taken = []
         for i in pending:
@@ -91,7 +106,7 @@ def insert_unique_jobs(
             break
         holder_params = {
             "keys": [jobs[i].unique_key for i in taken],
-            "unique_fors": [params["unique_fors"][position[i]] for i in taken],
+            "unique_fors": [_seconds(jobs[i].unique_for) for i in taken],
         }
         holder_rows = yield FetchAll(q("unique_key_holders"), holder_params)
         holders = {h.unique_key: h for h in map(job_from_row, holder_rows)}

@@ -318,6 +318,17 @@ where t.unique_for is null
 on conflict (unique_key) where unique_key is not null and stopped_at is null do nothing
 returning id, created_at
 
+-- insert_unique_job: insert_unique_jobs for a single job, with scalar parameters (cheaper than arrays of one element)
+insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key)
+select %(id)s, %(bundle_id)s, %(type)s, %(payload)s::jsonb, %(priority)s, %(origin)s, %(max_retry_count)s,
+       %(start_at)s, %(unique_key)s
+where %(unique_for)s::float8 is null
+   or not exists (select from worker.job r
+                  where r.unique_key = %(unique_key)s
+                    and r.created_at > now() - make_interval(secs => %(unique_for)s::float8))
+on conflict (unique_key) where unique_key is not null and stopped_at is null do nothing
+returning id, created_at
+
 -- unique_key_holders: for each key, the job that holds it: the unfinished one, else the newest created within its unique_for
 select distinct on (j.unique_key)
        j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count, j.current_retry_count,
