@@ -45,3 +45,8 @@ def test_periodic_of_an_unknown_name_is_a_one_line_error(db_url: str) -> None:
     assert result.returncode == 1
     assert "periodic schedule nope not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_of_the_periodic_commands() -> None:
+    for command in (["periodic"], ["periodic", "list"], ["periodic", "run"], ["periodic", "delete"]):
+        assert "Usage:" in ok(run_cli(*command, "--help"))
