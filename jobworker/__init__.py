@@ -34,7 +34,7 @@ handler that overruns its timeout ends the attempt with :class:`JobTimeoutError`
 The pool talks to the database only through :class:`WorkerDatabase`.
 """
 
-from jobworker import retry
+from jobworker import retry as retry  # the module jobworker.retry, a public name
 from jobworker._bundles import BundleHandler
 from jobworker._context import JobContext, current_job_context
 from jobworker._database import (

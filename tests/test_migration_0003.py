@@ -25,13 +25,16 @@ def two_dbs(pg_server: PgServer) -> Iterator[tuple[str, str]]:
         pg_server.drop_database(n)
 
 
-def test_upgrade_from_0001_keeps_jobs_and_adds_the_unique_and_periodic_schema(two_dbs: tuple[str, str]) -> None:
+def test_upgrade_from_0001_keeps_jobs_and_adds_the_unique_and_periodic_schema(
+    two_dbs: tuple[str, str],
+) -> None:
     old, fresh = two_dbs
     migrate(old, "jobqueue_0001")
     with psycopg.connect(old, autocommit=True) as conn:
         for i in range(3):
             conn.execute(
-                "insert into worker.job (id, type, payload, origin) values (gen_random_uuid(), 'old', %s, 'o')",
+                "insert into worker.job (id, type, payload, origin)"
+                " values (gen_random_uuid(), 'old', %s, 'o')",
                 (f'{{"i": {i}}}',),
             )
         assert conn.execute("select to_regclass('worker.schedule')").fetchone() == (None,)
