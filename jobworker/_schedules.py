@@ -17,7 +17,7 @@ Unix epoch (UTC), unaffected by DST and the same in every process.
 from __future__ import annotations
 
 import heapq
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
@@ -40,11 +40,11 @@ class Schedule:
     #: The stored text form: a crontab string, or ``"@every <seconds>s"``.
     expression: str
 
-    def next_after(self, moment: datetime, tz: ZoneInfo) -> datetime:
+    def next_after(self, moment: datetime, tz: tzinfo) -> datetime:
         """The first tick strictly after ``moment`` (aware), as an aware UTC datetime."""
         raise NotImplementedError
 
-    def latest_ticks(self, after: datetime, until: datetime, tz: ZoneInfo, limit: int) -> list[datetime]:
+    def latest_ticks(self, after: datetime, until: datetime, tz: tzinfo, limit: int) -> list[datetime]:
         """Up to ``limit`` of the latest ticks ``t`` with ``after < t <= until``, oldest first."""
         raise NotImplementedError
 
@@ -71,10 +71,10 @@ class IntervalSchedule(Schedule):
     def _index(self, moment: datetime) -> int:
         return int((moment - _EPOCH) // self.interval)
 
-    def next_after(self, moment: datetime, tz: ZoneInfo) -> datetime:
+    def next_after(self, moment: datetime, tz: tzinfo) -> datetime:
         return _EPOCH + self.interval * (self._index(moment) + 1)
 
-    def latest_ticks(self, after: datetime, until: datetime, tz: ZoneInfo, limit: int) -> list[datetime]:
+    def latest_ticks(self, after: datetime, until: datetime, tz: tzinfo, limit: int) -> list[datetime]:
         last = self._index(until)
         first = max(self._index(after) + 1, last - limit + 1)
         return [_EPOCH + self.interval * k for k in range(first, last + 1)]
@@ -87,7 +87,7 @@ class CronSchedule(Schedule):
     def __init__(self, expression: str) -> None:
         self.expression = expression
 
-    def next_after(self, moment: datetime, tz: ZoneInfo) -> datetime:
+    def next_after(self, moment: datetime, tz: tzinfo) -> datetime:
         # Forward from the wall time of moment; a tick of a repeated hour can map before it.
         local = moment.astimezone(tz).replace(tzinfo=None)
         times = croniter(self.expression, local)
@@ -96,7 +96,7 @@ class CronSchedule(Schedule):
             if tick > moment:
                 return tick
 
-    def latest_ticks(self, after: datetime, until: datetime, tz: ZoneInfo, limit: int) -> list[datetime]:
+    def latest_ticks(self, after: datetime, until: datetime, tz: tzinfo, limit: int) -> list[datetime]:
         # Backward from a little after until's wall time: wall times of a repeated hour map up
         # to _MAX_SHIFT out of order, so the walk ends only that far past what it needs.
         local = (until + _MAX_SHIFT).astimezone(tz).replace(tzinfo=None)
@@ -115,7 +115,7 @@ class CronSchedule(Schedule):
         return sorted(found)[-limit:]
 
 
-def to_instant(wall: datetime, tz: ZoneInfo) -> datetime:
+def to_instant(wall: datetime, tz: tzinfo) -> datetime:
     """The UTC instant at which the naive wall-clock time ``wall`` of ``tz`` runs: its first
     occurrence when it is repeated, the end of the gap when it is skipped."""
     aware = wall.replace(tzinfo=tz)  # fold=0: the first occurrence of a repeated time

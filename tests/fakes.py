@@ -200,7 +200,9 @@ class FakeDatabase:
             job.start_at = now + outcome.retry_delay
             job.errors = [
                 *job.errors,
-                AttemptError(attempt=outcome.attempt, at=now, message=outcome.error_msg),
+                AttemptError(
+                    attempt=outcome.attempt, at=now, message=outcome.error_msg, type=outcome.error_type
+                ),
             ]
             return
         assert outcome.error_msg is not None

@@ -17,8 +17,10 @@ import pytest
 from fakes import FakeDatabase
 
 import jobqueue
+import jobworker
 from jobqueue import Job, JobBundle, JobDesc
 from jobworker import BUNDLE_JOB_PREFIX, Outcome, OutcomeKind, WorkerDatabase
+from jobworker._periodic import periodic_spec
 from jobworker_pg import PostgresService
 
 
@@ -277,3 +279,51 @@ def test_a_bundle_with_a_durable_handler_enqueues_one_completion_job_when_its_la
     driver.db.save_outcomes([succeeded(again)])  # a late duplicate counts nothing
     assert driver.db.get_job_bundle(bundle.id).num_jobs_stopped == 2
     assert len(driver.jobs_of_type(BUNDLE_JOB_PREFIX + "c.bundle")) == 1
+
+
+# -- snooze and periodic schedules -------------------------------------------------------------
+
+
+def test_a_snooze_makes_the_job_due_later_with_its_attempt_given_back(driver: Driver) -> None:
+    driver.add(new())
+    (job,) = driver.db.claim_jobs(["c.t"], 1)
+    assert job.claim_token is not None
+    snooze = Outcome(
+        job.id,
+        job.claim_token,
+        OutcomeKind.SNOOZE,
+        job.attempt,
+        error_msg="snoozed for 3600 s",
+        error_type="jobworker.Snooze",
+        retry_delay=timedelta(hours=1),
+    )
+    assert driver.db.save_outcomes([snooze]) == {job.id}
+    stored = driver.job(job.id)
+    assert stored.stopped_at is None and stored.started_at is None and stored.error_msg is None
+    assert stored.attempt == 0 and stored.current_retry_count == 0
+    assert [(e.attempt, e.message, e.type) for e in stored.errors] == [
+        (1, "snoozed for 3600 s", "jobworker.Snooze")
+    ]
+    assert stored.start_at is not None and stored.start_at > datetime.now(UTC) + timedelta(minutes=50)
+    assert driver.db.claim_jobs(["c.t"], 1) == []
+
+
+def test_ticks_are_enqueued_only_from_the_last_tick_read_and_while_enabled(driver: Driver) -> None:
+    spec = periodic_spec("every-minute", jobworker.every(60), "c.tick", payload={"p": 1})
+    t0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    ticks = [t0 + timedelta(minutes=1), t0 + timedelta(minutes=2)]
+    driver.db.declare_schedules([spec], t0)
+    driver.db.declare_schedules([spec], t0 + timedelta(minutes=5))  # again: keeps created_at
+    state = driver.db.schedule_states(["every-minute", "unknown"])
+    assert list(state) == ["every-minute"]
+    assert state["every-minute"].enabled and state["every-minute"].last_tick is None
+    assert state["every-minute"].created_at == t0
+    ids = driver.db.enqueue_ticks(spec, None, ticks[-1], ticks)
+    assert ids is not None and len(ids) == 2
+    assert driver.db.enqueue_ticks(spec, None, ticks[-1], ticks) is None  # moved already
+    assert driver.db.schedule_states(["every-minute"])["every-minute"].last_tick == ticks[-1]
+    jobs = sorted(driver.jobs_of_type("c.tick"), key=lambda j: j.scheduled_for or t0)
+    assert [(j.scheduled_for, j.payload, j.origin) for j in jobs] == [
+        (t, {"p": 1}, "periodic") for t in ticks
+    ]
+    assert jobs[0].unique_key == spec.unique_key(ticks[0])

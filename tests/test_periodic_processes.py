@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 import pytest
-from processes import WorkerProcess, scalar, wait_until
+from helpers import wait_for as wait_until
+from processes import WorkerProcess, scalar
 
 import jobqueue
 from jobworker_pg import PostgresService

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +19,7 @@ NEW_YORK = ZoneInfo(
 BERLIN = ZoneInfo("Europe/Berlin")  # 2026: forward 29 March 02:00 -> 03:00, back 25 October 03:00 -> 02:00
 
 
-def _walk(schedule: Schedule, start: datetime, tz: ZoneInfo, n: int) -> list[str]:
+def _walk(schedule: Schedule, start: datetime, tz: tzinfo, n: int) -> list[str]:
     """The next ``n`` ticks after ``start``, as local ISO times."""
     out = []
     moment = start
