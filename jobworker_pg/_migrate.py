@@ -63,6 +63,7 @@ from psycopg.conninfo import conninfo_to_dict
 from jobqueue import DatabaseError, InvalidJobError
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
+from jobworker_pg._extras import require
 from jobworker_pg._schema import _INSTALL_LOCK_KEY, schema_sql
 
 # SQLAlchemy and alembic are imported where they are used: together they cost about a
@@ -72,6 +73,13 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 logger = logging.getLogger(__name__)
+
+
+def _require_alembic() -> None:
+    """A MissingExtraError naming ``[migrations]`` when alembic (or SQLAlchemy) is missing."""
+    require("sqlalchemy", "migrations", "the alembic migrations")
+    require("alembic", "migrations", "the alembic migrations")
+
 
 SCHEMA = "worker"
 # In public, not in worker: alembic creates the version table before revision 1 creates the
@@ -115,6 +123,7 @@ def alembic_config(conninfo: str | None = None) -> Config:
     With ``conninfo`` (a libpq URL or key=value string) it also sets ``sqlalchemy.url``, so
     that any ``alembic.command`` (history, current, upgrade --sql ...) can run on it.
     """
+    _require_alembic()
     from alembic.config import Config
 
     config = Config()
@@ -142,6 +151,7 @@ def migrate(conninfo: str | sa.Connection | None = None, revision: str = "head")
     one, DatabaseError when the database fails, InvalidJobError when no URL is found, and
     ``alembic.util.CommandError`` for an unknown revision.
     """
+    _require_alembic()
     from alembic import command
 
     _run_command(conninfo, "migrate", revision, lambda config: command.upgrade(config, revision))
@@ -154,6 +164,7 @@ def downgrade(conninfo: str | sa.Connection | None = None, revision: str = "base
     Connection, transaction, locking and errors as in ``migrate``; a database set up by
     ``install_schema`` is stamped first, so it can be downgraded too.
     """
+    _require_alembic()
     from alembic import command
 
     _run_command(conninfo, "downgrade", revision, lambda config: command.downgrade(config, revision))
@@ -162,6 +173,7 @@ def downgrade(conninfo: str | sa.Connection | None = None, revision: str = "base
 def current_revision(conninfo: str | sa.Connection | None = None) -> str | None:
     """The revision recorded in ``public.jobqueue_alembic_version``; None when there is none
     (a new database, or one set up by ``install_schema`` and never migrated)."""
+    _require_alembic()
     from alembic.runtime.migration import MigrationContext
 
     with _translated("current_revision"), _connected(conninfo) as connection:
@@ -179,6 +191,7 @@ def sqlalchemy_url(conninfo: str) -> sa.URL:
     as query parameters, which the psycopg dialect hands back to libpq unchanged.
     Raises InvalidJobError when libpq cannot parse ``conninfo``.
     """
+    _require_alembic()
     import sqlalchemy as sa
 
     try:

