@@ -13,16 +13,21 @@ def psycopg_connection_of(conn: Any) -> psycopg.Connection[Any]:
     """The psycopg 3 connection behind ``conn``, whose open transaction an insert will join.
 
     Accepts a psycopg ``Connection``, a SQLAlchemy ``Connection`` or ``Session``
-    (on the ``postgresql+psycopg`` dialect). A SQLAlchemy session or connection
+    (on the ``postgresql+psycopg`` dialect), or a Django database connection
+    (``django.db.connection``, ``connections[alias]``). A SQLAlchemy session or connection
     that has not begun a transaction yet begins one, as any statement would, so
     its ``commit()`` / ``rollback()`` covers the insert.
     """
     if isinstance(conn, psycopg.Connection):
         return conn
-    try:  # SQLAlchemy is a dependency, but only look for it when needed
+    from jobworker_pg.contrib.django._connection import is_django_connection, psycopg_connection
+
+    if is_django_connection(conn):
+        return psycopg_connection(conn)
+    try:  # SQLAlchemy is optional (the [sqlalchemy] extra): without it conn cannot be one of its
         from sqlalchemy.engine import Connection as SAConnection
         from sqlalchemy.orm import Session
-    except ImportError:  # pragma: no cover - sqlalchemy is installed with us
+    except ImportError:
         SAConnection = Session = None  # type: ignore[assignment,misc]
     if Session is not None and isinstance(conn, Session):
         conn = conn.connection()
@@ -40,6 +45,6 @@ def psycopg_connection_of(conn: Any) -> psycopg.Connection[Any]:
             "use the psycopg 3 dialect: create_engine('postgresql+psycopg://...')"
         )
     raise InvalidJobError(
-        "conn= must be a psycopg Connection or a SQLAlchemy Connection or Session, "
+        "conn= must be a psycopg Connection, a SQLAlchemy Connection or Session, or a Django connection, "
         f"got {type(conn).__module__}.{type(conn).__name__}"
     )

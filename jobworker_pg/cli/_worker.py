@@ -14,8 +14,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -25,6 +27,7 @@ from jobworker_pg._init import init_job_queue
 from jobworker_pg.cli._context import State, pass_state
 from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO
 from jobworker_pg.cli._progress import Counters, QueueDepth, Reporter, summary
+from jobworker_pg.cli._target import Target
 
 #: How often the main thread looks at signals and refreshes a live line.
 _TICK = 0.1
@@ -106,82 +109,82 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
-@click.command()
+def _option(name: str, *names: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A worker option that the environment variable JOBQUEUE_<NAME> sets when not given
+    (``--dead-for``: ``JOBQUEUE_DEAD_FOR``), as twelve-factor deployments expect."""
+    envvar = "JOBQUEUE_" + name.lstrip("-").replace("-", "_").upper()
+    return click.option(name, *names, envvar=envvar, show_envvar=True, show_default=True, **kwargs)
+
+
+def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of ``jobqueue worker`` (also ``manage.py jobqueue_worker``); each can be
+    set by its environment variable too (``JOBQUEUE_THREADS`` ...), shown in ``--help``."""
+    options = [
+        _option("--threads", "-n", type=click.IntRange(min=1), default=4, help="Worker threads."),
+        _option(
+            "--job-type",
+            "job_types",
+            multiple=True,
+            metavar="TYPE",
+            help="Serve only this job type (repeatable; the variable: types separated by spaces; "
+            "default: every registered type).",
+        ),
+        _option(
+            "--poll-interval",
+            type=DURATION_OR_ZERO,
+            default="5s",
+            metavar="DURATION",
+            help="Also look for jobs this often, besides LISTEN/NOTIFY wake-ups (0: only wake-ups).",
+        ),
+        _option("--job-timeout", type=DURATION, metavar="DURATION", help="Default handler timeout [15m]."),
+        _option(
+            "--heartbeat", type=DURATION, metavar="DURATION", help="Heartbeat interval of running jobs [10s]."
+        ),
+        _option(
+            "--dead-for",
+            type=DURATION,
+            metavar="DURATION",
+            help="A running job whose heartbeat is older than this is retried; at least 3 x heartbeat [60s].",
+        ),
+        _option(
+            "--reaper-interval",
+            type=DURATION,
+            metavar="DURATION",
+            help="How often to look for such jobs [heartbeat].",
+        ),
+        _option(
+            "--prefetch",
+            type=click.IntRange(min=0),
+            default=0,
+            metavar="N",
+            help="Claim up to N jobs ahead of free threads (faster short jobs; a killed worker's "
+            "prefetched jobs count a crash attempt).",
+        ),
+        _option(
+            "--shutdown-timeout",
+            type=DURATION_OR_ZERO,
+            default="30s",
+            metavar="DURATION",
+            help="On SIGTERM/SIGINT, wait this long for running jobs to finish.",
+        ),
+        _option(
+            "--stats-interval",
+            type=DURATION,
+            default="10s",
+            metavar="DURATION",
+            help="How often to print a summary line when stderr is not a terminal.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command(context_settings={"show_default": True})
 @click.argument("app", metavar="MODULE[:ATTR]")
-@click.option(
-    "--threads", "-n", type=click.IntRange(min=1), default=4, show_default=True, help="Worker threads."
-)
-@click.option(
-    "--job-type",
-    "job_types",
-    multiple=True,
-    metavar="TYPE",
-    help="Serve only this job type (repeatable; default: every registered type).",
-)
-@click.option(
-    "--poll-interval",
-    type=DURATION_OR_ZERO,
-    default="5s",
-    show_default=True,
-    metavar="DURATION",
-    help="Also look for jobs this often, besides LISTEN/NOTIFY wake-ups (0: only wake-ups).",
-)
-@click.option("--job-timeout", type=DURATION, metavar="DURATION", help="Default handler timeout [15m].")
-@click.option(
-    "--heartbeat", type=DURATION, metavar="DURATION", help="Heartbeat interval of running jobs [10s]."
-)
-@click.option(
-    "--dead-for",
-    type=DURATION,
-    metavar="DURATION",
-    help="A running job whose heartbeat is older than this is retried; at least 3 x heartbeat [60s].",
-)
-@click.option(
-    "--reaper-interval",
-    type=DURATION,
-    metavar="DURATION",
-    help="How often to look for such jobs [heartbeat].",
-)
-@click.option(
-    "--prefetch",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    metavar="N",
-    help="Claim up to N jobs ahead of free threads (faster short jobs; a killed worker's "
-    "prefetched jobs count a crash attempt).",
-)
-@click.option(
-    "--shutdown-timeout",
-    type=DURATION_OR_ZERO,
-    default="30s",
-    show_default=True,
-    metavar="DURATION",
-    help="On SIGTERM/SIGINT, wait this long for running jobs to finish.",
-)
-@click.option(
-    "--stats-interval",
-    type=DURATION,
-    default="10s",
-    show_default=True,
-    metavar="DURATION",
-    help="How often to print a summary line when stderr is not a terminal.",
-)
+@worker_options
 @pass_state
-def worker(
-    state: State,
-    app: str,
-    threads: int,
-    job_types: tuple[str, ...],
-    poll_interval: timedelta,
-    job_timeout: timedelta | None,
-    heartbeat: timedelta | None,
-    dead_for: timedelta | None,
-    reaper_interval: timedelta | None,
-    prefetch: int,
-    shutdown_timeout: timedelta,
-    stats_interval: timedelta,
-) -> None:
+def worker(state: State, /, app: str, **options: Any) -> None:
     """Run the job handlers that MODULE registers when imported.
 
     MODULE is imported (from the current directory too); its handlers are those
@@ -194,7 +197,28 @@ def worker(
     target = state.target()
     state.connect().close()  # a quick, clear error if the database is unreachable
     registry = load_registry(app)
-    served = select_job_types(registry, job_types, app)
+    run_worker(target, registry, app, **options)
+
+
+def run_worker(
+    target: Target,
+    registry: Registry,
+    spec: str,
+    *,
+    threads: int,
+    job_types: tuple[str, ...],
+    poll_interval: timedelta,
+    job_timeout: timedelta | None,
+    heartbeat: timedelta | None,
+    dead_for: timedelta | None,
+    reaper_interval: timedelta | None,
+    prefetch: int,
+    shutdown_timeout: timedelta,
+    stats_interval: timedelta,
+) -> None:
+    """Serve ``registry``'s job types on ``target`` until SIGTERM/SIGINT (the body of the
+    worker commands; ``spec`` names what registered them, for errors)."""
+    served = select_job_types(registry, job_types, spec)
     pool = (
         jobworker.default_pool()
         if registry is jobworker.default_registry()

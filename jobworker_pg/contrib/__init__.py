@@ -1,0 +1,1 @@
+"""Integrations with other frameworks, each in its own subpackage (imported only when used)."""
