@@ -169,10 +169,18 @@ class NotificationListener:
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
     def _probe(self, conn: psycopg.Connection[Any]) -> bool:
-        """Whether a notification we send ourselves comes back (LISTEN works here)."""
+        """Whether a notification sent from another connection reaches this one (LISTEN works).
+
+        From another connection: behind PgBouncer in transaction mode a NOTIFY on the
+        listening connection itself comes back (its statement runs on the server connection
+        that LISTENed), yet nothing reaches it while it waits, linked to no server connection.
+        """
         channel = sql.Identifier(self._probe_channel)
         conn.execute(sql.SQL("LISTEN {}").format(channel))
-        conn.execute(sql.SQL("NOTIFY {}").format(channel))
+        with psycopg.connect(
+            self._conninfo, autocommit=True, **{"application_name": APPLICATION_NAME, **self._connect_kwargs}
+        ) as sender:
+            sender.execute(sql.SQL("NOTIFY {}").format(channel))
         deadline = time.monotonic() + PROBE_TIMEOUT
         came_back = False
         while not came_back and (left := deadline - time.monotonic()) > 0:

@@ -33,6 +33,7 @@ from jobqueue._constructors import check_start_at, check_uuid
 from jobworker import Outcome, OutcomeKind, PeriodicSpec, ScheduleState
 from jobworker_pg import _async
 from jobworker_pg import _periodic as periodic
+from jobworker_pg import _pooler as pooler
 from jobworker_pg import _steps as steps
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg import _unique as unique
@@ -112,6 +113,10 @@ class PostgresService:
 
     ``conninfo`` defaults to $JOBQUEUE_DATABASE_URL, then $DATABASE_URL. Pass
     ``pool`` to share an existing pool (it is then not closed by :meth:`close`).
+    ``listen_conninfo`` (default $JOBQUEUE_LISTEN_DATABASE_URL, else ``conninfo``) is where
+    the LISTEN connection goes: a direct URL when ``conninfo`` is a PgBouncer in transaction
+    mode; $JOBQUEUE_PREPARE_THRESHOLD=none turns off statement preparation there
+    (:mod:`jobworker_pg._pooler`, docs/pgbouncer.md).
     Thread-safe. Every method raises ServiceClosedError after :meth:`close`,
     DatabaseError (driver error as ``__cause__``) when the database fails, and
     InvalidJobError for bad arguments before any SQL runs.
@@ -127,7 +132,9 @@ class PostgresService:
         ping_interval: float = DEFAULT_PING_INTERVAL,
         connect_kwargs: dict[str, Any] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        listen_conninfo: str | None = None,
     ) -> None:
+        connect_kwargs = pooler.with_prepare_threshold(connect_kwargs)
         if pool is not None:
             pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
             self._conninfo = conninfo or pool_conninfo
@@ -151,7 +158,7 @@ class PostgresService:
             )
             self._owns_pool = True
         self._listener = NotificationListener(
-            self._conninfo,
+            pooler.listen_conninfo(listen_conninfo, self._conninfo),
             connect_kwargs=connect_kwargs,
             ping_interval=ping_interval,
             on_error=on_error,
