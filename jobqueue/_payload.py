@@ -146,6 +146,41 @@ def _check_structure(value: Any, what: str) -> None:
             stack.extend((sub, depth + 1) for sub in item)
 
 
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _unserialisable_message(value: Any, what: str, exc: TypeError) -> str:
+    """Where in ``value`` the first value JSON cannot hold is (``payload["when"]``), and
+    what to do about it (only on the error path: it walks the value again)."""
+    stack: list[tuple[Any, str]] = [(value, what)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(
+                (sub, f"{path}[{json.dumps(key, ensure_ascii=False)}]")
+                for key, sub in reversed(list(item.items()))
+            )
+        elif isinstance(item, list | tuple):
+            stack.extend((sub, f"{path}[{i}]") for i, sub in reversed(list(enumerate(item))))
+        elif not isinstance(item, _JSON_SCALARS):
+            kind = type(item)
+            return (
+                f"{path} is a {kind.__module__}.{kind.__qualname__}, which JSON cannot hold: "
+                f"{_fix_for(item)}, or declare the payload as a pydantic model (it converts such values)"
+            )
+    return f"{what} is not JSON-serialisable: {exc}"  # pragma: no cover - the walk finds it
+
+
+def _fix_for(item: Any) -> str:
+    if hasattr(item, "isoformat"):  # datetime, date, time
+        return "pass value.isoformat()"
+    if isinstance(item, set | frozenset):
+        return "pass a list"
+    if isinstance(item, bytes | bytearray):
+        return "pass text (e.g. base64)"
+    return "pass str(value) or a number"
+
+
 def _reject(value: Any) -> Any:
     raise TypeError(f"object of type {type(value).__name__} is not JSON-serialisable")
 
@@ -185,7 +220,7 @@ def encode_json(value: Any, what: str = "payload", *, limit: int | None = None) 
     except ValueError as exc:  # NaN / Infinity
         raise InvalidJobError(f"{what} is not valid JSON: {exc}") from exc
     except TypeError as exc:
-        raise InvalidJobError(f"{what} is not JSON-serialisable: {exc}") from exc
+        raise InvalidJobError(_unserialisable_message(value, what, exc)) from exc
     except RecursionError as exc:
         raise InvalidJobError(f"{what} is nested too deeply to encode") from exc
     try:

@@ -22,6 +22,7 @@ import typing
 
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._init import init_job_queue, init_job_queue_reset_interrupted_jobs
+from jobworker_pg._inserts import MainModuleJobTypeWarning
 from jobworker_pg._listener import NotificationListener
 from jobworker_pg._schema import install_schema, schema_sql
 from jobworker_pg._service import PostgresService
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "BundlePredicate",
     "JobPredicate",
+    "MainModuleJobTypeWarning",
     "NotificationListener",
     "PostgresService",
     "current_revision",

@@ -6,6 +6,7 @@ caller's transaction is still untouched.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,9 +17,33 @@ from jobqueue import InvalidJobError, Job, JobBundle
 from jobqueue._constructors import check_job
 
 
+class MainModuleJobTypeWarning(UserWarning):
+    """A job was stored with a type from ``__main__`` (a script's own class), which no worker
+    importing the script as a module serves: that worker sees ``script.Resize``."""
+
+
+_warned_main_types: set[str] = set()
+
+
+def warn_about_main_types(jobs: Iterable[Job]) -> None:
+    """Warn once per type about job types of ``__main__`` (see MainModuleJobTypeWarning)."""
+    for job in jobs:
+        if job.type.startswith("__main__.") and job.type not in _warned_main_types:
+            _warned_main_types.add(job.type)
+            warnings.warn(
+                f"job type {job.type!r} comes from a class defined in the script being run (__main__); "
+                "a worker imports that script as a module and serves the type under the module's name, "
+                "so no worker runs these jobs: define the class in an importable module, or name the "
+                "type explicitly (@jobworker.job('resize'), new_job('resize', ...))",
+                MainModuleJobTypeWarning,
+                stacklevel=5,
+            )
+
+
 def job_params(job: Job) -> dict[str, Any]:
     """Check a job for ``add_job`` and return the parameters of ``insert_job``."""
     payload = check_job(job)
+    warn_about_main_types((job,))
     if job.bundle_id is not None:
         raise InvalidJobError("a job with a bundle_id is added with its bundle (add_job_bundle)")
     return {
@@ -50,6 +75,7 @@ def checked_jobs_and_payloads(jobs: Sequence[Job]) -> tuple[list[Job], list[str]
         if key in seen:
             raise InvalidJobError(f"jobs[{index}]: id {job.id} appears twice")
         seen.add(key)
+    warn_about_main_types(jobs)
     return jobs, payloads
 
 
@@ -76,6 +102,7 @@ def checked_bundle_and_payloads(bundle: JobBundle) -> tuple[list[Job], list[str]
             raise InvalidJobError(f"bundle jobs[{index}]: {exc}") from exc
         if job.bundle_id != bundle.id:
             raise InvalidJobError(f"bundle jobs[{index}] belongs to bundle {job.bundle_id}, not {bundle.id}")
+    warn_about_main_types(bundle.jobs)
     return list(bundle.jobs), payloads
 
 

@@ -90,6 +90,13 @@ def _claims_params(claims: Sequence[tuple[UUID, UUID | None]]) -> dict[str, list
     return {"ids": [c[0] for c in ordered], "tokens": [c[1] for c in ordered]}
 
 
+def _older_than_seconds(older_than: timedelta | float | None) -> float | None:
+    seconds = None if older_than is None else _seconds(older_than, "older_than")
+    if seconds is not None and seconds < 0:
+        raise InvalidJobError(f"older_than must not be negative, got {older_than!r}")
+    return seconds
+
+
 def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
     """The pool's check before lending a connection, without a round trip in the normal case.
 
@@ -513,12 +520,20 @@ class PostgresService:
 
     def delete_finished_jobs(self, older_than: timedelta | float | None = None) -> int:
         """Delete succeeded jobs outside bundles, stopped more than ``older_than`` ago if given."""
-        seconds = None if older_than is None else _seconds(older_than, "older_than")
-        if seconds is not None and seconds < 0:
-            raise InvalidJobError(f"older_than must not be negative, got {older_than!r}")
+        seconds = _older_than_seconds(older_than)
         return self._write(
             "delete_finished_jobs",
             lambda c: c.execute(q("delete_finished_jobs"), {"older_than": seconds}).rowcount,
+        )
+
+    def delete_finished_bundles(self, older_than: timedelta | float | None = None) -> int:
+        """Delete bundles whose jobs all succeeded (with those jobs) and whose durable
+        completion handler has run, completed more than ``older_than`` ago if given; returns
+        how many bundles. Bundles with a failed job stay for inspection."""
+        seconds = _older_than_seconds(older_than)
+        return self._write(
+            "delete_finished_bundles",
+            lambda c: c.execute(q("delete_finished_bundles"), {"older_than": seconds}).rowcount,
         )
 
     # -- notifications -----------------------------------------------------------------

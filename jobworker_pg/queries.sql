@@ -122,6 +122,16 @@ where stopped_at is not null and error_msg is null and bundle_id is null
   and (%(older_than)s::float8 is null
        or stopped_at < now() - make_interval(secs => %(older_than)s::float8))
 
+-- delete_finished_bundles: delete bundles whose jobs all succeeded and whose durable completion handler (if any) has run; their jobs go with them (on delete cascade)
+delete from worker.job_bundle b
+where not exists (select from worker.job j
+                  where j.bundle_id = b.id and (j.stopped_at is null or j.error_msg is not null))
+  and not exists (select from worker.job h
+                  where h.stopped_at is null and h.type like 'jobqueue.bundle:%%'
+                    and h.payload->>'bundle_id' = b.id::text)
+  and (%(older_than)s::float8 is null
+       or b.updated_at < now() - make_interval(secs => %(older_than)s::float8))
+
 -- claim_jobs: take up to `limit` due jobs for this worker, committing the claim before any runs; the token is new for every claim
 with next as (
     select id
@@ -290,11 +300,11 @@ where (%(types)s::text[] is null or type = any(%(types)s::text[]))
 order by created_at desc, id desc
 limit %(limit)s
 
--- queue_depth: jobs due and waiting, and jobs running, for the worker's summary line (partial indexes only)
+-- queue_depth: jobs of the types a worker serves due and waiting, and running, for its summary line (partial indexes only)
 select count(*) filter (where started_at is null and (start_at is null or start_at <= now())),
        count(*) filter (where started_at is not null)
 from worker.job
-where stopped_at is null
+where stopped_at is null and type = any(%(types)s)
 
 -- count_unstopped_of_origin: how many jobs of one origin have not stopped yet (the demo waits for 0)
 select count(*) from worker.job where origin = %(origin)s and stopped_at is null

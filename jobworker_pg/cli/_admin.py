@@ -13,7 +13,7 @@ from jobworker_pg._rows import job_from_row
 from jobworker_pg.cli._context import State, pass_state
 from jobworker_pg.cli._format import dumps, job_details, job_json, jobs_table, status_table
 from jobworker_pg.cli._params import DURATION
-from jobworker_pg.cli._target import migrate_schema
+from jobworker_pg.cli._target import connect, migrate_schema
 
 DEFAULT_LIMIT = 50
 
@@ -24,6 +24,7 @@ def migrate(state: State) -> None:
     """Create or update the worker schema (idempotent; also fine on a database set up by
     install_schema or schema/worker.sql)."""
     target = state.target()
+    connect(target).close()  # the error every command gives for an unreachable database
     migrate_schema(target.url)
     click.echo(f"worker schema is up to date in {target.masked}")
 
@@ -141,11 +142,22 @@ def delete(state: State, job_ids: tuple[UUID, ...]) -> None:
     metavar="DURATION",
     help="Only jobs that stopped longer ago than this (e.g. 3600, 30m, 12h, 7d). Default: all.",
 )
+@click.option(
+    "--bundles",
+    is_flag=True,
+    help="Also delete bundles whose jobs all succeeded (with their jobs) once their completion "
+    "handler has run.",
+)
 @pass_state
-def delete_finished(state: State, older_than: timedelta | None) -> None:
-    """Delete succeeded jobs that are not in a bundle; failed jobs stay for inspection."""
-    count = state.service().delete_finished_jobs(older_than)
+def delete_finished(state: State, older_than: timedelta | None, bundles: bool) -> None:
+    """Delete succeeded jobs that are not in a bundle (and with --bundles, succeeded bundles);
+    failed jobs stay for inspection."""
+    service = state.service()
+    count = service.delete_finished_jobs(older_than)
     click.echo(f"deleted {count} finished job{'s' if count != 1 else ''}")
+    if bundles:
+        count = service.delete_finished_bundles(older_than)
+        click.echo(f"deleted {count} finished bundle{'s' if count != 1 else ''}")
 
 
 COMMANDS = (migrate, status, jobs, show, retry, cancel, delete, delete_finished)

@@ -106,7 +106,8 @@ def job_details(job: Job) -> str:
 
 
 def _time(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    """Local time with its zone (``2026-12-01 10:15:00 CET``): a time without one is ambiguous."""
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _cell(value: Any) -> str:

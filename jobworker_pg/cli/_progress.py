@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -62,11 +63,15 @@ class Counters:
 
 
 class QueueDepth:
-    """Jobs due and waiting, and running, from one count query at most every ``every`` seconds."""
+    """Jobs of ``job_types`` due and waiting, and running, from one count query at most every
+    ``every`` seconds (a worker counts only what it serves: others' jobs are not its queue).
+    It is also the worker's view of its database: :attr:`failing_for`."""
 
-    def __init__(self, target: Target, every: float) -> None:
+    def __init__(self, target: Target, every: float, job_types: Sequence[str]) -> None:
         self._target = target
         self._every = every
+        self._types = list(job_types)
+        self._last_ok = time.monotonic()
         self._conn: psycopg.Connection[Any] | None = None
         self._last = -float("inf")
         self._value: tuple[int, int] | None = None
@@ -82,8 +87,9 @@ class QueueDepth:
                 self._conn = psycopg.connect(
                     self._target.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
                 )
-            row = self._conn.execute(q("queue_depth")).fetchone()
+            row = self._conn.execute(q("queue_depth"), {"types": self._types}).fetchone()
             self._value = (int(row[0]), int(row[1])) if row else None
+            self._last_ok = time.monotonic()
         except psycopg.Error as exc:
             logger.debug("queue depth query failed: %s", self._target.scrub(str(exc)))
             self._value = None
@@ -91,6 +97,11 @@ class QueueDepth:
                 self._conn.close()
                 self._conn = None
         return self._value
+
+    @property
+    def failing_for(self) -> float:
+        """Seconds since the count query last succeeded (0 while it does)."""
+        return 0.0 if self._value is not None else time.monotonic() - self._last_ok
 
     def close(self) -> None:
         """Close the connection."""

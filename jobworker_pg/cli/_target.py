@@ -15,7 +15,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from jobqueue import JobQueueError
-from jobworker_pg._conninfo import ENV_VARS, mask_password
+from jobworker_pg._conninfo import ENV_VARS, malformed_url_hint, mask_password
 from jobworker_pg._embedded import ensure_embedded
 from jobworker_pg._migrate import migrate
 from jobworker_pg._queries import q
@@ -84,6 +84,9 @@ def embedded_target() -> Target:
 def connect(target: Target, **kwargs: Any) -> psycopg.Connection[Any]:
     """A psycopg connection (autocommit) to ``target``; a ClickException naming the masked
     URL and what to do when it cannot connect."""
+    malformed = malformed_url_hint(target.url)
+    if malformed:  # libpq's own message could quote a piece of the password: not shown
+        raise click.ClickException(f"cannot connect to {target.masked} (from {target.source}): {malformed}")
     try:
         return psycopg.connect(target.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs)
     except psycopg.Error as exc:
@@ -100,7 +103,7 @@ def check_schema(target: Target) -> None:
     if not (row and row[0]):
         raise click.ClickException(
             f"the worker schema is not installed in {target.masked}; "
-            "run `jobqueue migrate` (with the same --database-url) first"
+            f"run `jobqueue migrate` first ({_same_database(target)})"
         )
 
 
@@ -110,6 +113,14 @@ def as_click_error(target: Target | None, exc: BaseException) -> click.ClickExce
     if target is not None:
         message = target.scrub(message)
     return click.ClickException(_first_line(message))
+
+
+def _same_database(target: Target) -> str:
+    if target.source == "--database-url":
+        return "with the same --database-url"
+    if target.source.startswith("$"):
+        return f"with the same {target.source}"
+    return f"on {target.masked}"
 
 
 def _hint(target: Target) -> str:

@@ -42,6 +42,13 @@ def load_registry(spec: str) -> Registry:
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise click.BadParameter(f"{spec!r}: expected MODULE or MODULE:ATTR", param_hint="MODULE[:ATTR]")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        dotted = module_name.removesuffix(".py").strip("/").replace(os.sep, ".").replace("/", ".")
+        raise click.BadParameter(
+            f"{module_name!r} is a file path; give the module's dotted name, as for python -m: {dotted}"
+            f"{':' + attr if attr else ''} (run from the directory that contains it)",
+            param_hint="MODULE[:ATTR]",
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -243,7 +250,7 @@ def run_worker(
     signals.install()
 
     service = init_job_queue(target.url)
-    depth = QueueDepth(target, _DEPTH_EVERY if reporter.live else stats_interval.total_seconds() / 2)
+    depth = QueueDepth(target, _DEPTH_EVERY if reporter.live else stats_interval.total_seconds() / 2, served)
     try:
         pool.set_database(service)
         if poll_interval > timedelta(0):
