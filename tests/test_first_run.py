@@ -153,3 +153,27 @@ def test_delete_finished_bundles_keeps_unfinished_and_failed_ones(
     left = {row[0] for row in conn.execute("select id from worker.job_bundle")}
     assert left == {running.id, failed.id}
     assert conn.execute("select count(*) from worker.job where bundle_id = %s", (done.id,)).fetchone() == (0,)
+
+
+# Twelve-factor: worker settings from the environment, shown in --help.
+def test_worker_settings_come_from_the_environment_too(db_url: str) -> None:
+    help_text = ok(run_cli("worker", "--help"))
+    for name in ("JOBQUEUE_THREADS", "JOBQUEUE_HEARTBEAT", "JOBQUEUE_DEAD_FOR", "JOBQUEUE_SHUTDOWN_TIMEOUT"):
+        assert name in help_text
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobworker_pg.cli", "--database-url", db_url, "worker", "cli_app"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**cli_env(), "JOBQUEUE_THREADS": "3", "JOBQUEUE_STATS_INTERVAL": "1s"},
+        cwd=TESTS_DIR,
+    )
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    assert ": 3 threads on " in first, first
+    bad = run_cli_env("--database-url", db_url, "worker", "cli_app", env={"JOBQUEUE_HEARTBEAT": "soon"})
+    assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr

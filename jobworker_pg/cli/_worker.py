@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ import jobworker
 from jobworker import Registry, WorkerPool
 from jobworker_pg._init import init_job_queue
 from jobworker_pg.cli._context import State, pass_state
+from jobworker_pg.cli._health import Health
 from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO
 from jobworker_pg.cli._progress import Counters, QueueDepth, Reporter, summary
 from jobworker_pg.cli._target import Target
@@ -175,6 +177,26 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="On SIGTERM/SIGINT, wait this long for running jobs to finish.",
         ),
         _option(
+            "--health-port",
+            type=click.IntRange(min=0, max=65535),
+            metavar="PORT",
+            help="Serve a health check on this port (GET: 200 ok, 503 when the database has "
+            "been unreachable longer than --unhealthy-after).",
+        ),
+        _option(
+            "--health-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="PATH",
+            help="Keep this file's modification time fresh (each second) while healthy; removed when not.",
+        ),
+        _option(
+            "--unhealthy-after",
+            type=DURATION,
+            default="60s",
+            metavar="DURATION",
+            help="How long without the database makes the worker unhealthy.",
+        ),
+        _option(
             "--stats-interval",
             type=DURATION,
             default="10s",
@@ -221,6 +243,9 @@ def run_worker(
     reaper_interval: timedelta | None,
     prefetch: int,
     shutdown_timeout: timedelta,
+    health_port: int | None,
+    health_file: Path | None,
+    unhealthy_after: timedelta,
     stats_interval: timedelta,
 ) -> None:
     """Serve ``registry``'s job types on ``target`` until SIGTERM/SIGINT (the body of the
@@ -251,6 +276,9 @@ def run_worker(
 
     service = init_job_queue(target.url)
     depth = QueueDepth(target, _DEPTH_EVERY if reporter.live else stats_interval.total_seconds() / 2, served)
+    health = Health(
+        lambda: depth.failing_for, unhealthy_after.total_seconds(), port=health_port, file=health_file
+    )
     try:
         pool.set_database(service)
         if poll_interval > timedelta(0):
@@ -259,12 +287,15 @@ def run_worker(
         reporter.message(
             f"jobqueue worker (pid {os.getpid()}): {threads} threads on {target.masked}, "
             f"job types: {', '.join(served)}"
+            + (f", health check on port {health.port}" if health.port is not None else "")
         )
         while not signals.received:
             reporter.show(summary(counters, depth.get()))
+            health.tick()
             time.sleep(_TICK)
         finished = _finish(pool, signals, shutdown_timeout, reporter, counters)
     finally:
+        health.close()
         depth.close()
         service.close()
     reporter.show(summary(counters, None), force=True)
