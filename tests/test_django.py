@@ -172,3 +172,18 @@ def test_unknown_result_id_does_not_exist(shop_db: str) -> None:
         send_receipt.get_result(str(uuid.uuid4()))
     with pytest.raises(TaskResultDoesNotExist):
         send_receipt.get_result("not-a-uuid")
+
+
+@pytest.mark.parametrize("argv", [["help", "jobqueue_worker"], ["jobqueue_worker", "--help"]])
+def test_worker_command_has_the_options_of_jobqueue_worker(argv: list[str], shop_db: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *argv],
+        cwd=PROJECT,
+        env={**os.environ, "SHOP_DATABASE_URL": shop_db},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    for option in ("--threads", "JOBQUEUE_THREADS", "--shutdown-timeout", "--health-port", "--backend"):
+        assert option in result.stdout

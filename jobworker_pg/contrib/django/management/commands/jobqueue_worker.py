@@ -62,6 +62,10 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django has no type hints
         # click parses the options, so that they are exactly those of `jobqueue worker`.
         jobqueue_worker.main(args=argv[2:], prog_name=f"{Path(argv[0]).name} {argv[1]}")
 
+    def print_help(self, prog_name: str, subcommand: str) -> None:
+        # `manage.py help jobqueue_worker`: the click options, not argparse's pass-through.
+        jobqueue_worker.main(args=["--help"], prog_name=f"{prog_name} {subcommand}", standalone_mode=False)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("worker_args", nargs="*", help="options of jobqueue worker")
 
