@@ -20,6 +20,8 @@ from psycopg.conninfo import conninfo_to_dict
 import jobqueue
 from jobworker import Registry, WorkerPool
 from jobworker_pg import NotificationListener, PostgresService
+from jobworker_pg.cli._progress import QueueDepth
+from jobworker_pg.cli._target import Target
 
 pytestmark = pytest.mark.skipif(shutil.which(BINARY) is None, reason="pgbouncer is not installed")
 
@@ -186,3 +188,19 @@ def test_prepared_statements_clash_behind_transaction_pooling_unless_switched_of
     assert all(isinstance(e, _PREPARE_ERRORS) for e in clashes), clashes
     monkeypatch.setenv("JOBQUEUE_PREPARE_THRESHOLD", "none")
     assert _hammer(url, None) == []
+
+
+def test_the_worker_summary_query_follows_the_prepare_switch(
+    bouncer: Callable[..., PgBouncer], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `jobqueue worker` counts its queue on a connection of its own, over and over: with
+    # two of them on one server connection, statements psycopg prepared would clash.
+    monkeypatch.setenv("JOBQUEUE_PREPARE_THRESHOLD", "none")
+    target = Target(_through(bouncer("transaction", pool_size=1), db_url), "--database-url")
+    depths = [QueueDepth(target, 0, ["t"]), QueueDepth(target, 0, ["t"])]
+    try:
+        counts = [depth.get() for _ in range(10) for depth in depths]
+    finally:
+        for depth in depths:
+            depth.close()
+    assert counts == [(0, 0)] * 20

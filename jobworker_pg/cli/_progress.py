@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import psycopg
 
 from jobqueue import Job
+from jobworker_pg._pooler import with_prepare_threshold
 from jobworker_pg._queries import q
 from jobworker_pg.cli._target import CONNECT_TIMEOUT, Target
 
@@ -84,8 +85,13 @@ class QueueDepth:
         self._last = now
         try:
             if self._conn is None or self._conn.closed:
+                # It runs one query over and over, which psycopg would prepare: behind PgBouncer
+                # in transaction mode $JOBQUEUE_PREPARE_THRESHOLD=none must reach it too.
                 self._conn = psycopg.connect(
-                    self._target.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    self._target.url,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    **with_prepare_threshold(None),
                 )
             row = self._conn.execute(q("queue_depth"), {"types": self._types}).fetchone()
             self._value = (int(row[0]), int(row[1])) if row else None

@@ -18,6 +18,7 @@ from jobqueue import JobQueueError
 from jobworker_pg._conninfo import ENV_VARS, malformed_url_hint, mask_password
 from jobworker_pg._embedded import ensure_embedded
 from jobworker_pg._migrate import migrate
+from jobworker_pg._pooler import with_prepare_threshold
 from jobworker_pg._queries import q
 
 #: Seconds to wait for a connection before saying the database is unreachable.
@@ -88,7 +89,9 @@ def connect(target: Target, **kwargs: Any) -> psycopg.Connection[Any]:
     if malformed:  # libpq's own message could quote a piece of the password: not shown
         raise click.ClickException(f"cannot connect to {target.masked} (from {target.source}): {malformed}")
     try:
-        return psycopg.connect(target.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **kwargs)
+        return psycopg.connect(
+            target.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **with_prepare_threshold(kwargs)
+        )
     except psycopg.Error as exc:
         raise click.ClickException(
             f"cannot connect to {target.masked} (from {target.source}): "
