@@ -90,6 +90,10 @@ def _finished(task: Any, result_id: str) -> Any:
     return result if result.is_finished else None
 
 
+def _wait_finished(task: Any, result_id: str) -> Any:
+    return wait_for(lambda: _finished(task, result_id), timeout=60, what=f"task result {result_id}")
+
+
 def test_view_enqueues_in_atomic_and_the_worker_command_runs_the_task(
     worker: subprocess.Popen[bytes],
 ) -> None:
@@ -155,12 +159,10 @@ def test_failure_reaches_the_result_and_connections_are_closed_between_tasks(
     assert result.status == "FAILED"
     assert result.errors[0].exception_class is ValueError
     assert "out of stock" in result.errors[0].traceback
-    pids = [
-        wait_for(lambda r=r: _finished(backend_pid, r.id), timeout=60).return_value for r in (first, second)
-    ]
+    pids = [_wait_finished(backend_pid, r.id).return_value for r in (first, second)]
     # One worker thread: the same thread ran both, on a new Django connection each time.
     assert pids[0] != pids[1]
-    assert wait_for(lambda: _finished(attempt_number, counted.id), timeout=60).return_value == 1
+    assert _wait_finished(attempt_number, counted.id).return_value == 1
 
 
 def test_unknown_result_id_does_not_exist(shop_db: str) -> None:

@@ -25,7 +25,6 @@ from jobworker_pg.cli._target import Target
 
 pytestmark = pytest.mark.skipif(shutil.which(BINARY) is None, reason="pgbouncer is not installed")
 
-NO_PREPARE = {"prepare_threshold": None}
 _PREPARE_ERRORS = (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName)
 
 
@@ -112,13 +111,17 @@ def test_conn_transaction_through_transaction_pooling(
 ) -> None:
     monkeypatch.setenv("JOBQUEUE_PREPARE_THRESHOLD", "none")
     url = _through(bouncer("transaction"), db_url)
-    with PostgresService(url) as service, psycopg.connect(url, **NO_PREPARE) as conn:
+    with PostgresService(url) as service, psycopg.connect(url, prepare_threshold=None) as conn:
         conn.execute("create table if not exists orders (id int)")
         conn.execute("insert into orders values (1)")
         service.add_job(jobqueue.new_job("order.ship", "shop", {"order": 1}), conn=conn)
         service.add_jobs([jobqueue.new_job("order.ship", "shop", {"order": n}) for n in range(3)], conn=conn)
         getattr(conn, outcome)()
     assert count_jobs(db_url) == (4 if outcome == "commit" else 0)
+
+
+def _setter(event: threading.Event) -> Callable[[str | None], None]:
+    return lambda job_type: event.set()
 
 
 def test_listener_falls_back_to_polling_in_transaction_mode_and_listens_in_session_mode(
@@ -128,7 +131,7 @@ def test_listener_falls_back_to_polling_in_transaction_mode_and_listens_in_sessi
     for mode in ("transaction", "session"):
         listener = NotificationListener(_through(bouncer(mode), db_url), fallback_poll_interval=0.1)
         woken = threading.Event()
-        listener.set_wakeup(lambda job_type, woken=woken: woken.set())
+        listener.set_wakeup(_setter(woken))
         try:
             assert listener.wait_connected(20)
             assert woken.wait(10)

@@ -1,11 +1,16 @@
 """The project's tasks."""
 
+from typing import TYPE_CHECKING
+
 from django.db import connection
 
-try:
-    from django.tasks import task
-except ImportError:  # Django < 6.0: the backport
-    from django_tasks import task
+if TYPE_CHECKING:  # the backport is typed; Django (without stubs here) is not
+    from django_tasks import TaskContext, task
+else:
+    try:
+        from django.tasks import TaskContext, task
+    except ImportError:  # Django < 6.0: the backport
+        from django_tasks import TaskContext, task
 
 
 @task
@@ -30,5 +35,5 @@ def refuse(reason: str) -> None:
 
 
 @task(takes_context=True)
-def attempt_number(context) -> int:  # type: ignore[no-untyped-def]
+def attempt_number(context: TaskContext) -> int:
     return int(context.attempt)
