@@ -52,6 +52,7 @@ from jobqueue._errors import (
     ServiceClosedError,
 )
 from jobqueue._listeners import (
+    JobStoppedEvent,
     ListenerDispatcher,
     add_job_bundle_stopped_listener,
     add_job_stopped_listener,
@@ -90,6 +91,7 @@ __all__ = [
     "JobNotFoundError",
     "JobQueueError",
     "JobState",
+    "JobStoppedEvent",
     "ListenerDispatcher",
     "NotInitializedError",
     "PeriodicAdmin",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 from uuid import UUID
 
 from jobqueue._errors import JobNotFoundError
@@ -20,6 +21,17 @@ from jobqueue._service import Service
 logger = logging.getLogger(__name__)
 
 JobStoppedListener = Callable[[Job, bool], None]
+
+
+class JobStoppedEvent(NamedTuple):
+    """What a job_stopped notification carries."""
+
+    job_id: UUID
+    job_type: str
+    origin: str
+    will_retry: bool
+
+
 BundleStoppedListener = Callable[[JobBundle], None]
 
 _lock = threading.Lock()
@@ -108,13 +120,32 @@ class ListenerDispatcher:
         self._service = service
 
     def on_job_stopped(self, job_id: UUID, job_type: str, origin: str, will_retry: bool) -> None:
-        if not _job_stopped:
+        self.on_jobs_stopped([JobStoppedEvent(job_id, job_type, origin, will_retry)])
+
+    def on_jobs_stopped(self, events: Sequence[JobStoppedEvent]) -> None:
+        """Several stop events at once (a listener's backlog): each distinct event fires the
+        listeners once, and the jobs are read in one call where the service offers
+        ``get_jobs`` (PostgresService does), instead of one read per event."""
+        if not _job_stopped or not events:
             return
-        try:
-            job = self._service.get_job(job_id)
-        except JobNotFoundError:
-            return  # deleted before we looked: nothing to report
-        fire_job_stopped(job, will_retry)
+        distinct = list(dict.fromkeys(events))  # the same job and will_retry: the same call
+        jobs = self._load([e.job_id for e in distinct])
+        for event in distinct:
+            job = jobs.get(event.job_id)
+            if job is not None:  # else deleted before we looked: nothing to report
+                fire_job_stopped(job, event.will_retry)
+
+    def _load(self, job_ids: list[UUID]) -> dict[UUID, Job]:
+        get_jobs = getattr(self._service, "get_jobs", None)
+        if callable(get_jobs):
+            return {j.id: j for j in get_jobs(job_ids)}
+        jobs = {}
+        for job_id in dict.fromkeys(job_ids):
+            try:
+                jobs[job_id] = self._service.get_job(job_id)
+            except JobNotFoundError:
+                continue
+        return jobs
 
     def on_job_bundle_stopped(self, bundle_id: UUID, bundle_type: str, origin: str) -> None:
         if not _bundle_stopped and bundle_type not in _bundle_of_type_stopped:

@@ -18,6 +18,7 @@ listener says so once in the log and wakes the workers every
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -30,7 +31,7 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg import sql
 
-from jobqueue import ServiceListener
+from jobqueue import JobStoppedEvent, ServiceListener
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ PROBE_TIMEOUT = 2.0
 MAX_RECONNECT_DELAY = 1.0
 # While the connection keeps failing, its failure is logged at most this often.
 FAILURE_LOG_SECONDS = 10.0
+#: Stop events waiting for slow service listeners beyond this many are dropped (and counted):
+#: memory stays bounded when listeners cannot keep up with the rate of stops.
+MAX_QUEUED_EVENTS = 10_000
+# The dispatcher hands at most this many waiting events on at once (one job read per batch).
+MAX_DISPATCH_BATCH = 500
 # How long one wait for notifications may block; bounds how long close() waits.
 _POLL_SECONDS = 0.2
 
@@ -76,8 +82,10 @@ class NotificationListener:
         self._wakeup: Callable[[str | None], None] | None = None
         self._stopping = threading.Event()
         self._connected = threading.Event()
-        # Stop events for the dispatcher: (channel, payload), or None to end it.
-        self._events: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        # Stop events for the dispatcher, (channel, payload); bounded: see MAX_QUEUED_EVENTS.
+        self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(MAX_QUEUED_EVENTS)
+        self.dropped_events = 0  # stop events dropped because the listeners fell behind
+        self._last_drop_warning = -FAILURE_LOG_SECONDS
         self._thread: threading.Thread | None = None
         self._dispatcher: threading.Thread | None = None
         self.reconnects = 0  # how many times the connection was re-opened (for tests and stats)
@@ -114,7 +122,6 @@ class NotificationListener:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
-        self._events.put(None)
         with self._lock:
             threads = [t for t in (self._thread, self._dispatcher) if t is not None]
         for thread in threads:
@@ -235,8 +242,24 @@ class NotificationListener:
             return
         if channel == "job_available":
             self._wake(data.get("type"))
-        else:
-            self._events.put((channel, data))
+            return
+        try:
+            self._events.put_nowait((channel, data))
+        except queue.Full:
+            self._dropped()
+
+    def _dropped(self) -> None:
+        """A stop event did not fit: the listeners are too slow for the rate of stops."""
+        self.dropped_events += 1
+        now = time.monotonic()
+        if now - self._last_drop_warning >= FAILURE_LOG_SECONDS:
+            self._last_drop_warning = now
+            logger.warning(
+                "service listeners fall behind: %d stop events waiting, %d dropped so far",
+                self._events.qsize(),
+                self.dropped_events,
+                extra={"action": "listener_backlog"},
+            )
 
     def _wake(self, job_type: str | None) -> None:
         callback = self._wakeup
@@ -251,24 +274,47 @@ class NotificationListener:
     # -- dispatching stop events -------------------------------------------------
 
     def _dispatch(self) -> None:
-        while True:
-            item = self._events.get()
-            if item is None:
-                return
-            channel, data = item
+        while not self._stopping.is_set():
+            try:
+                first = self._events.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < MAX_DISPATCH_BATCH:  # the backlog, handled as one batch
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
             with self._lock:
                 listeners = list(self._listeners)
+            jobs = [_job_event(data) for channel, data in batch if channel == "job_stopped"]
+            bundles = {data["id"]: data for channel, data in batch if channel != "job_stopped"}
             for listener in listeners:
-                try:
-                    if channel == "job_stopped":
-                        listener.on_job_stopped(
-                            UUID(data["id"]), data["type"], data["origin"], bool(data.get("willRetry"))
-                        )
-                    else:
-                        listener.on_job_bundle_stopped(UUID(data["id"]), data["type"], data["origin"])
-                except Exception as exc:
-                    logger.exception("service listener failed on %s %s", channel, data.get("id"))
-                    self._report(exc)
+                self._deliver(listener, jobs, list(bundles.values()))
+
+    def _deliver(
+        self, listener: ServiceListener, jobs: list[JobStoppedEvent], bundles: list[dict[str, Any]]
+    ) -> None:
+        """Hand a batch to one listener: all job events in one call where it takes batches
+        (``on_jobs_stopped``), else one call per event; then each bundle once."""
+        batched = getattr(listener, "on_jobs_stopped", None)
+        calls: list[tuple[Callable[[], object], str]] = []
+        if jobs and callable(batched):
+            calls.append((functools.partial(batched, jobs), f"{len(jobs)} job_stopped events"))
+        else:
+            for e in jobs:
+                calls.append((functools.partial(listener.on_job_stopped, *e), f"job_stopped {e.job_id}"))
+        for data in bundles:
+            fire = functools.partial(
+                listener.on_job_bundle_stopped, UUID(data["id"]), data["type"], data["origin"]
+            )
+            calls.append((fire, f"job_bundle_stopped {data['id']}"))
+        for call, what in calls:
+            try:
+                call()
+            except Exception as exc:
+                logger.exception("service listener failed on %s", what)
+                self._report(exc)
 
     def _report(self, exc: BaseException) -> None:
         """Hand ``exc`` to the on_error callback; a callback that raises is logged, so that
@@ -279,3 +325,7 @@ class NotificationListener:
             self._on_error(exc)
         except Exception:
             logger.exception("the on_error callback raised")
+
+
+def _job_event(data: dict[str, Any]) -> JobStoppedEvent:
+    return JobStoppedEvent(UUID(data["id"]), data["type"], data["origin"], bool(data.get("willRetry")))

@@ -428,6 +428,11 @@ class PostgresService:
         """The job with that id; JobNotFoundError if none."""
         return self._run("get_job", steps.get_job(check_uuid(job_id)), None)
 
+    def get_jobs(self, job_ids: Sequence[UUID]) -> list[Job]:
+        """The jobs with these ids that exist, in one read (order not kept)."""
+        ids = [check_uuid(i) for i in job_ids]
+        return self._jobs("get_jobs", q("get_jobs"), {"ids": ids}) if ids else []
+
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
         bundle_id = check_uuid(bundle_id, "bundle id")
