@@ -91,7 +91,10 @@ def _kill_mid_job(
 ) -> float:
     victim = WorkerProcess(db_url, 1, **FAST).wait_ready()
     workers.append(victim)
-    (job,) = add_exec_jobs(service, 1, sleep=1.0, max_retry_count=2)
+    # The first attempt outlasts the kill however slowly the second worker starts.
+    (job,) = service.add_jobs(
+        [jobqueue.new_job("exec", "test", {"first_sleep": 120, "sleep": 0}, max_retry_count=2)]
+    )
     wait_until(
         lambda: scalar(db_url, "select count(*) from exec_log where job_id = %s", (job.id,)), 20, "job start"
     )

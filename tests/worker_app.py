@@ -4,7 +4,7 @@ Handlers record every run in the table ``exec_log`` over their own connection,
 so tests can count runs and find overlapping ones:
 
 - ``exec``: records the start (committed at once), sleeps ``payload["sleep"]``
-  seconds, records the end.
+  seconds (``payload["first_sleep"]``, if given, on the first attempt), records the end.
 - ``exit``: kills its own process with ``os._exit(1)`` (a poison pill).
 - ``hang``: sleeps ``payload["sleep"]`` seconds (for timeouts).
 
@@ -99,7 +99,13 @@ def main() -> None:
 
     def run_exec(job: jobqueue.Job) -> Any:
         record(url, "insert into exec_log (job_id, attempt, pid) values (%s, %s, %s)", job)
-        time.sleep(float((job.payload or {}).get("sleep", 0)))
+        payload = job.payload or {}
+        sleep = (
+            payload.get("first_sleep", payload.get("sleep", 0))
+            if job.attempt == 1
+            else payload.get("sleep", 0)
+        )
+        time.sleep(float(sleep))
         record(
             url,
             "update exec_log set ended_at = clock_timestamp()"
