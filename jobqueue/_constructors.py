@@ -12,6 +12,7 @@ from jobqueue._errors import InvalidJobError
 from jobqueue._ids import new_id
 from jobqueue._models import Job, JobBundle, JobDesc
 from jobqueue._payload import check_json, encode_json, to_json_value
+from jobqueue._queues import DEFAULT_QUEUE, check_concurrency_key, check_meta, check_queue_name, check_timeout
 
 MAX_NAME_LENGTH = 100
 # C0 and C1 control characters and DEL (Unicode category Cc).
@@ -166,6 +167,10 @@ def _make_job(
     origin: str,
     max_retry_count: int,
     start_at: datetime | None,
+    queue: str = DEFAULT_QUEUE,
+    meta: dict[str, Any] | None = None,
+    timeout: timedelta | None = None,
+    concurrency_key: str | None = None,
 ) -> Job:
     """The Job that ``Job.model_construct`` makes given every field (so every field is in
     model_fields_set, as new_job has always made them), without its per-field loop."""
@@ -180,6 +185,10 @@ def _make_job(
             origin=origin,
             max_retry_count=max_retry_count,
             start_at=start_at,
+            queue=queue,
+            meta=meta,
+            timeout=timeout,
+            concurrency_key=concurrency_key,
         )
     fields = _job_fields.copy()
     fields["id"] = job_id
@@ -191,6 +200,14 @@ def _make_job(
     fields["max_retry_count"] = max_retry_count
     fields["start_at"] = start_at
     fields["errors"] = []
+    if queue is not DEFAULT_QUEUE:
+        fields["queue"] = queue
+    if meta is not None:
+        fields["meta"] = meta
+    if timeout is not None:
+        fields["timeout"] = timeout
+    if concurrency_key is not None:
+        fields["concurrency_key"] = concurrency_key
     return job_from_fields(fields)
 
 
@@ -208,13 +225,39 @@ def job_from_fields(fields: dict[str, Any]) -> Job:
     return job
 
 
-_MADE_FIELDS = ("id", "bundle_id", "type", "payload", "priority", "origin", "max_retry_count", "start_at")
+_MADE_FIELDS = (
+    "id",
+    "bundle_id",
+    "type",
+    "payload",
+    "priority",
+    "origin",
+    "max_retry_count",
+    "start_at",
+    "queue",
+    "meta",
+    "timeout",
+    "concurrency_key",
+)
 
 
 def _make_job_is_exact() -> bool:
     """Whether _make_job builds what model_construct builds; checked once at import, so that a
     changed Job model falls back to model_construct instead of building incomplete jobs."""
-    args = (UUID(int=1), UUID(int=2), "t", {"a": 1}, 2, "o", 3, datetime(2030, 1, 1, tzinfo=UTC))
+    args = (
+        UUID(int=1),
+        UUID(int=2),
+        "t",
+        {"a": 1},
+        2,
+        "o",
+        3,
+        datetime(2030, 1, 1, tzinfo=UTC),
+        "q",
+        {"m": 1},
+        timedelta(seconds=5),
+        "k",
+    )
     fast = _make_job(*args)
     given: dict[str, Any] = dict(zip(_MADE_FIELDS, args, strict=True))
     slow = Job.model_construct(set(_ALL_JOB_FIELDS), **given)
@@ -244,13 +287,21 @@ def new_job(
     unique_key: str | None = None,
     unique_for: timedelta | float | None = None,
     on_conflict: str = "return",
+    queue: str = DEFAULT_QUEUE,
+    meta: dict[str, Any] | None = None,
+    timeout: timedelta | float | None = None,
+    concurrency_key: str | None = None,
 ) -> Job:
     """Build a validated :class:`Job`, ready for :func:`jobqueue.add`.
 
     ``payload`` is any JSON value, a pydantic model or a dataclass instance
     (stored as its JSON dump). Higher ``priority`` runs first; ``start_at``
     (timezone-aware) delays the job; ``max_retry_count`` is how many times a
-    failed attempt is retried.
+    failed attempt is retried. ``queue`` is the queue workers take it from (see
+    :func:`jobqueue.configure_queue` for its limits); ``meta`` a JSON object handed to
+    hooks with the job; ``timeout`` (a timedelta or seconds) overrides the job type's
+    timeout; ``concurrency_key`` (for example a customer id) groups the jobs that the
+    queue's ``per_key_concurrency`` limits.
 
     ``unique_key`` makes the job unique: while a job with that key is unfinished
     (pending, scheduled, running or retrying), adding another one writes nothing
@@ -270,9 +321,29 @@ def new_job(
     if start_at is not None:
         start_at = check_start_at(start_at)
     job_id = _check_id(id)
+    if queue is not DEFAULT_QUEUE:
+        check_queue_name(queue)
+    if meta is not None:
+        check_meta(meta)
+    checked_timeout = check_timeout(timeout) if timeout is not None else None
+    if concurrency_key is not None:
+        check_concurrency_key(concurrency_key)
     value = to_json_value(payload)
     check_json(value)  # validates; add() encodes, as the payload may change meanwhile
-    job = _make_job(job_id, None, job_type, value, priority, origin, max_retry_count, start_at)
+    job = _make_job(
+        job_id,
+        None,
+        job_type,
+        value,
+        priority,
+        origin,
+        max_retry_count,
+        start_at,
+        queue,
+        meta,
+        checked_timeout,
+        concurrency_key,
+    )
     if unique_key is not None or unique_for is not None or on_conflict != "return":
         period = check_unique(unique_key, unique_for, on_conflict)
         fields = job.__dict__  # a job _make_job just made: every field is set already
@@ -287,17 +358,20 @@ def new_job_bundle(
     *,
     start_at: datetime | None = None,
     id: UUID | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> JobBundle:
     """Build a validated :class:`JobBundle` of ``jobs`` (at least one :class:`JobDesc`).
 
     The bundle is stopped when all its jobs have stopped; bundle listeners and
-    bundle handlers then fire once. Raises InvalidJobError as :func:`new_job`
+    bundle handlers then fire once. ``queue`` is the queue of the jobs whose JobDesc
+    names none. Raises InvalidJobError as :func:`new_job`
     does, naming the index of a bad job description.
     """
     check_name(bundle_type, "bundle type")
     check_name(origin, "origin")
     start_at = check_start_at(start_at)
     bundle_id = _check_id(id)
+    check_queue_name(queue)
     if isinstance(jobs, str | bytes) or not isinstance(jobs, Sequence):
         raise InvalidJobError(f"jobs must be a list of JobDesc, got {type(jobs).__name__}")
     if not jobs:
@@ -318,6 +392,10 @@ def new_job_bundle(
                 max_retry_count=desc.max_retry_count,
                 unique_key=desc.unique_key,
                 unique_for=desc.unique_for,
+                queue=desc.queue if desc.queue is not None else queue,
+                meta=desc.meta,
+                timeout=desc.timeout,
+                concurrency_key=desc.concurrency_key,
             )
         except InvalidJobError as exc:
             raise InvalidJobError(f"jobs[{index}]: {exc}") from exc
@@ -350,4 +428,12 @@ def check_job(job: Any) -> str:
         check_start_at(job.start_at)
     if job.unique_key is not None or job.unique_for is not None or job.on_conflict != "return":
         check_unique(job.unique_key, job.unique_for, job.on_conflict)
+    if job.queue is not DEFAULT_QUEUE:
+        check_queue_name(job.queue)
+    if job.meta is not None:
+        check_meta(job.meta)
+    if job.timeout is not None:
+        check_timeout(job.timeout)
+    if job.concurrency_key is not None:
+        check_concurrency_key(job.concurrency_key)
     return encode_json(job.payload)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from jobqueue._errors import NotInitializedError
 from jobqueue._models import Job, JobBundle, Status
+from jobqueue._queues import NoLimit, QueueInfo, RateLimit, check_queue_name
 from jobqueue._service import Service, ServiceListener, Transaction
 
 _NOT_INITIALIZED = (
@@ -176,6 +177,57 @@ def get_all_jobs_with_errors() -> list[Job]:
 def delete_finished_jobs(older_than: timedelta | float | None = None) -> int:
     """Delete succeeded jobs outside bundles; returns the number deleted."""
     return get_service().delete_finished_jobs(older_than)
+
+
+def configure_queue(
+    name: str,
+    *,
+    concurrency: int | NoLimit | None = None,
+    per_key_concurrency: int | NoLimit | None = None,
+    rate_limit: RateLimit | NoLimit | None = None,
+    paused: bool | None = None,
+) -> QueueInfo:
+    """Create or change the rules of queue ``name``, stored in the database so that every
+    worker process applies them when it claims; returns the queue's rules.
+
+    ``concurrency``: at most that many jobs of the queue running at once, cluster-wide;
+    ``per_key_concurrency``: at most that many running jobs with the same
+    ``concurrency_key``; ``rate_limit``: a :class:`RateLimit`, at most ``count`` starts in
+    any window of ``per``; ``paused``: no claims while True (running jobs finish). None
+    keeps a setting as it is, :data:`NO_LIMIT` removes a limit. Raises InvalidJobError for
+    a bad value before any SQL runs.
+    """
+    return get_service().configure_queue(
+        name,
+        concurrency=concurrency,
+        per_key_concurrency=per_key_concurrency,
+        rate_limit=rate_limit,
+        paused=paused,
+    )
+
+
+def pause_queue(name: str) -> QueueInfo:
+    """Stop every worker process from claiming jobs of queue ``name`` (running jobs finish)."""
+    return configure_queue(name, paused=True)
+
+
+def resume_queue(name: str) -> QueueInfo:
+    """Let workers claim jobs of queue ``name`` again after :func:`pause_queue`."""
+    return configure_queue(name, paused=False)
+
+
+def list_queues() -> list[QueueInfo]:
+    """Every queue with rules or unstopped jobs, by name, with its waiting and running jobs."""
+    return get_service().list_queues()
+
+
+def get_queue(name: str) -> QueueInfo:
+    """The rules and job counts of queue ``name`` (no limits for a queue never configured)."""
+    name = check_queue_name(name)
+    for info in list_queues():
+        if info.name == name:
+            return info
+    return QueueInfo(name)
 
 
 def add_listener(listener: ServiceListener) -> None:

@@ -69,6 +69,12 @@ class Job(BaseModel):
     unique_key: str | None = None
     #: The tick a periodic job was enqueued for (its period ends there); None for other jobs.
     scheduled_for: datetime | None = None
+    # Queues (revision jobqueue_0004): the queue, custom metadata for hooks, a per-job timeout
+    # overriding the type's, and the key of the queue's per-key concurrency limit.
+    queue: str = "default"
+    meta: dict[str, Any] | None = None
+    timeout: timedelta | None = None
+    concurrency_key: str | None = None
     # Options of the insert, not stored (nor dumped): see :func:`jobqueue.new_job`.
     unique_for: timedelta | None = Field(default=None, exclude=True)
     on_conflict: str = Field(default="return", exclude=True)
@@ -134,7 +140,8 @@ class Job(BaseModel):
 class JobDesc(BaseModel):
     """The description of one job of a bundle, for :func:`jobqueue.new_job_bundle`.
 
-    A missing ``type`` is ``job_type_of(payload)``; a missing ``origin`` is the bundle's.
+    A missing ``type`` is ``job_type_of(payload)``; a missing ``origin`` or ``queue`` is
+    the bundle's. ``meta``, ``timeout`` and ``concurrency_key`` are as for :func:`jobqueue.new_job`.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -146,6 +153,10 @@ class JobDesc(BaseModel):
     max_retry_count: int = 0
     unique_key: str | None = None
     unique_for: timedelta | None = None
+    queue: str | None = None  # None: the bundle's queue
+    meta: dict[str, Any] | None = None
+    timeout: timedelta | float | None = None
+    concurrency_key: str | None = None
 
 
 class JobBundle(BaseModel):

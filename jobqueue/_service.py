@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from jobqueue._models import Job, JobBundle, Status
+from jobqueue._queues import NoLimit, QueueInfo, RateLimit
 
 #: A connection whose open transaction an insert may join: a psycopg ``Connection``,
 #: a SQLAlchemy ``Connection`` or ``Session`` (for the ``*_async`` methods: a psycopg
@@ -102,6 +103,22 @@ class Service(Protocol):
     def delete_finished_jobs(self, older_than: timedelta | float | None = None) -> int:
         """Delete succeeded jobs outside bundles (stopped longer than ``older_than`` ago,
         if given); failed jobs stay for inspection. Returns how many were deleted."""
+        ...
+
+    def configure_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | NoLimit | None = None,
+        per_key_concurrency: int | NoLimit | None = None,
+        rate_limit: RateLimit | NoLimit | None = None,
+        paused: bool | None = None,
+    ) -> QueueInfo:
+        """Create or change a queue's rules, stored for every worker process; returns them."""
+        ...
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue with rules or unstopped jobs, by name, with job counts."""
         ...
 
     def add_listener(self, listener: ServiceListener) -> None:

@@ -39,6 +39,7 @@ from jobworker._bundles import BundleHandler
 from jobworker._context import JobContext, current_job_context
 from jobworker._database import (
     BUNDLE_JOB_PREFIX,
+    ClaimedJobs,
     Outcome,
     OutcomeKind,
     ScheduleState,
@@ -109,6 +110,7 @@ __all__ = [
     "AfterJobHook",
     "BeforeJobHook",
     "BundleHandler",
+    "ClaimedJobs",
     "CronSchedule",
     "Duration",
     "ErrorCallback",

@@ -1,10 +1,12 @@
 """The claimer: one thread that claims jobs in batches for all idle worker threads.
 
 It sleeps until there is a reason to claim (a job_available wake-up, the
-polling interval, a scheduled job falling due, a freed slot after a full batch)
-and there is room (an idle thread, or with ``prefetch`` a buffer half empty); one
-``claim_jobs`` round trip then fills every free place it can. Job types at
-their ``max_concurrency`` are left out.
+polling interval, a scheduled job falling due, a freed slot after a full batch,
+a queue's limit or pause that may have let go) and there is room (an idle
+thread, or with ``prefetch`` a buffer half empty); one ``claim_jobs`` round trip
+per queue then fills every free place it can, the places shared among the
+queues as :mod:`jobworker._queue_plan` says. Job types at their
+``max_concurrency`` are left out.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jobqueue import Job
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorReporter
 from jobworker._log import job_extra
+from jobworker._queue_plan import QueuePlan
 from jobworker._registry import Handler
 from jobworker._slots import Slots
 
@@ -67,6 +70,17 @@ def plan_claims(
     return calls + own, full
 
 
+class _Round:
+    """The state of one claim round across its queues."""
+
+    def __init__(self, calls: list[ClaimCall], capped: set[str]) -> None:
+        self.calls = calls
+        self.caps = [call.cap or 0 for call in calls]  # what each capped call may still take
+        self.capped = capped
+        self.more = False  # some call filled its limit: there may be more
+        self.retry_in: float | None = None  # soonest time a held-back queue may give more
+
+
 class Claimer:
     """Owns the thread ``jobworker-claimer``. ``on_claimed(jobs)`` hands claimed jobs on.
 
@@ -84,9 +98,11 @@ class Claimer:
         poll_interval: float | None,
         name: str,
         backlogged: Callable[[], bool] = lambda: False,
+        queues: QueuePlan | None = None,
     ) -> None:
         self._database = database
         self._backlogged = backlogged
+        self._queues = queues if queues is not None else QueuePlan()
         self._handlers = dict(handlers)
         self._slots = slots
         self._on_claimed = on_claimed
@@ -191,35 +207,67 @@ class Claimer:
             idle = self._slots.idle()
             calls, capped = plan_claims(self._handlers, self._slots.busy_by_type(), idle)
             self._capped = set(capped)
-        more = False
-        for call in calls:
-            limit = idle if call.cap is None else min(call.cap, idle)
-            if limit <= 0:
-                more = True
+        round_ = _Round(calls, capped)
+        left = 0  # places a queue left unused, handed to the next
+        unfilled: set[str] = set()
+        for queue, share in self._queues.deal(idle):
+            want = share + left
+            got = self._claim_queue(round_, queue, want) if want > 0 else 0
+            left = want - got
+            if got < want:
+                unfilled.add(queue)
+        for queue in self._queues.queues:  # then to the queues before, which may have more
+            if left <= 0:
                 break
-            jobs = self._database.claim_jobs(call.job_types, limit)
+            if queue not in unfilled:
+                left -= self._claim_queue(round_, queue, left)
+        with self._cond:
+            self._more = round_.more
+            self._capped = round_.capped
+            if round_.more and self._slots.claimable() > 0:
+                # A slot freed while an earlier call of this round had said "no more".
+                self._requested = True
+        if round_.retry_in is not None:
+            self.job_due_in(round_.retry_in)
+        if not round_.more:
+            self._schedule_next_due()
+
+    def _claim_queue(self, round_: _Round, queue: str, want: int) -> int:
+        """Claim up to ``want`` jobs of ``queue`` through the round's calls; returns how many."""
+        got = 0
+        for index, call in enumerate(round_.calls):
+            room = want - got
+            if room <= 0:
+                round_.more = True
+                break
+            limit = room if call.cap is None else min(round_.caps[index], room)
+            if limit <= 0:
+                continue
+            jobs = self._database.claim_jobs(call.job_types, limit, queue=queue)
+            retry_in = getattr(jobs, "retry_in", None)  # ClaimedJobs: held back by the queue's rules
+            if retry_in is not None:
+                round_.retry_in = retry_in if round_.retry_in is None else min(round_.retry_in, retry_in)
             if logger.isEnabledFor(logging.DEBUG):  # spare building each record's extra
                 for job in jobs:
                     logger.debug(
                         "claimed job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "claim")
                     )
-            idle -= len(jobs)
+            got += len(jobs)
+            if call.cap is not None:
+                round_.caps[index] -= len(jobs)
             if len(jobs) >= limit:
-                more = more or call.cap is None
-                if call.cap is not None:
-                    capped.update(call.job_types)
+                if call.cap is None:
+                    round_.more = True
+                else:
+                    round_.capped.update(call.job_types)
             # Say "there may be more" before handing the jobs on: a handler fast enough to
             # end before this round does must find it set, or its freed slot claims nothing.
             with self._cond:
-                self._more = more
-                self._capped = set(capped)
+                self._more = round_.more
+                self._capped = set(round_.capped)
             if jobs:
                 self._on_claimed(jobs)
-        with self._cond:
-            self._more = more
-            self._capped = capped
-        if not more:
-            self._schedule_next_due()
+        return got
 
     def _schedule_next_due(self) -> None:
         """Ask the database when the next scheduled job of our types falls due."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from jobqueue import Job, JobBundle
+from jobqueue._queues import DEFAULT_QUEUE
 
 if TYPE_CHECKING:
     from jobworker._periodic import PeriodicSpec
@@ -59,6 +60,18 @@ class ScheduleState:
     created_at: datetime  # when first declared: the first tick comes after it
 
 
+class ClaimedJobs(list[Job]):
+    """The jobs a :meth:`WorkerDatabase.claim_jobs` call took (a list), and ``retry_in``: when
+    the queue's rules (a limit, the pause) held the claim back, the seconds after which a new
+    claim may take more; None otherwise. An implementation may return a plain list instead."""
+
+    retry_in: float | None = None
+
+    def __init__(self, jobs: list[Job] | None = None, retry_in: float | None = None) -> None:
+        super().__init__(jobs or ())
+        self.retry_in = retry_in
+
+
 #: Called when the database says jobs may be available: the job type if known, None when
 #: unknown (for example right after the listener reconnected and may have missed notifications).
 WakeupCallback = Callable[[str | None], None]
@@ -67,10 +80,12 @@ WakeupCallback = Callable[[str | None], None]
 class WorkerDatabase(Protocol):
     """What the worker pool needs from the database. Implementations are thread-safe."""
 
-    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
-        """Claim up to ``limit`` due jobs of ``job_types``, highest priority then oldest first.
+    def claim_jobs(self, job_types: Sequence[str], limit: int, *, queue: str = DEFAULT_QUEUE) -> list[Job]:
+        """Claim up to ``limit`` due jobs of ``job_types`` from ``queue``, highest priority
+        then oldest first, within the queue's rules (limits, pause) across every process.
 
-        Each claim commits before this returns, sets ``started_at`` and
+        May return :class:`ClaimedJobs` to say when a claim held back by the rules may
+        succeed. Each claim commits before this returns, sets ``started_at`` and
         ``worker_alive_at``, gives the job a fresh ``claim_token`` and counts an
         attempt (``attempt`` is 1 on the first claim). Jobs are returned in
         claim order.

@@ -10,6 +10,7 @@ from jobworker._bundles import BundleHandler
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
 from jobworker._pool import WorkerPool
+from jobworker._queue_plan import QueueSpec
 from jobworker._registry import AfterJobHook, BeforeJobHook, Registry, RetryScheduler
 from jobworker._schedules import Schedule
 from jobworker._settings import Duration, SettingsChanges, WorkerSettings
@@ -203,9 +204,10 @@ def set_database(database: WorkerDatabase | None) -> None:
     _pool.set_database(database)
 
 
-def start_threads(n: int) -> None:
-    """Start ``n`` worker threads; see :meth:`WorkerPool.start_threads`."""
-    _pool.start_threads(n)
+def start_threads(n: int, *, queues: QueueSpec = None) -> None:
+    """Start ``n`` worker threads taking jobs from ``queues`` (None: ``"default"``; a list:
+    strict order; a dict: weights); see :meth:`WorkerPool.start_threads`."""
+    _pool.start_threads(n, queues=queues)
 
 
 def finish_threads(timeout: Duration | None = None) -> bool:

@@ -33,7 +33,8 @@ def run_job_inline_with(
     job.attempt += 1
     job.started_at = datetime.now(UTC)
     logger.debug("running job %s inline", job.id, extra=job_extra(job, "start"))
-    attempt = run_attempt(registry, Run(job, handler, handler.timeout or job_timeout, None), report)
+    timeout = job.timeout or handler.timeout or job_timeout  # the job's own, else its type's
+    attempt = run_attempt(registry, Run(job, handler, timeout, None), report)
     assert attempt is not None, "a run without in_time always counts"
     if isinstance(attempt.error, Snooze):  # as a worker would: due again later, the attempt given back
         record_snooze_on_job(job, attempt.error)

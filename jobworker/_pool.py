@@ -12,6 +12,7 @@ from jobqueue import Job, JobQueueError, NotInitializedError, RegistrationError
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback, ErrorReporter
 from jobworker._inline import do_job_with, run_job_inline_with
+from jobworker._queue_plan import QueuePlan, QueueSpec
 from jobworker._registry import Registry
 from jobworker._session import Session
 from jobworker._settings import Duration, SettingsChanges, WorkerSettings, to_timedelta
@@ -103,15 +104,23 @@ class WorkerPool:
         (``jobworker_pg.init_job_queue`` sends the notification listener's errors here)."""
         self._report.pass_on(exc)
 
-    def start_threads(self, n: int) -> None:
+    def start_threads(self, n: int, *, queues: QueueSpec = None) -> None:
         """Start ``n`` worker threads plus the claimer, heartbeat and outcome threads.
 
+        ``queues`` says which queues the threads take jobs from: None for ``"default"``
+        only; a list for strict order (``["critical", "default"]``: a later queue gets
+        only the threads the earlier ones leave idle); a dict of weights
+        (``{"critical": 10, "default": 1}``: under a backlog in both, claims split about
+        10:1, and a queue with nothing to give lends its share to the others). See
+        :mod:`jobworker._queue_plan`.
+
         Declares the registry's bundle types to the database first. Raises
-        NotInitializedError without a database, ValueError for a bad ``n``,
+        NotInitializedError without a database, ValueError for a bad ``n`` or ``queues``,
         JobQueueError when already running; a database error propagates.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"start_threads needs a positive number of threads, got {n!r}")
+        plan = QueuePlan(queues)
         with self._lock:
             if self._session is not None or self._starting:
                 raise JobQueueError("worker threads are already running; call finish_threads() first")
@@ -130,7 +139,9 @@ class WorkerPool:
             bundle_types = self._registry.bundle_types()
             if bundle_types:
                 database.declare_bundle_handlers(bundle_types)
-            session = Session(self._name, n, database, self._registry, handlers, settings, self._report, poll)
+            session = Session(
+                self._name, n, database, self._registry, handlers, settings, self._report, poll, plan
+            )
             session.start()
         except BaseException:
             if session is not None:
@@ -151,7 +162,12 @@ class WorkerPool:
             self._registry.unfreeze()
             logger.info("worker threads stopped as they started (a stop came during the start)")
             return
-        logger.info("started %d worker threads for job types %s", n, ", ".join(sorted(handlers)))
+        logger.info(
+            "started %d worker threads for queues %s, job types %s",
+            n,
+            plan.describe(),
+            ", ".join(sorted(handlers)),
+        )
 
     def finish_threads(self, timeout: Duration | None = None) -> bool:
         """Stop claiming at once, wait for in-flight jobs, save their outcomes, stop.

@@ -24,6 +24,7 @@ from jobworker._log import job_extra
 from jobworker._maintenance import Maintenance
 from jobworker._outcomes import settle
 from jobworker._periodic import PeriodicScheduler
+from jobworker._queue_plan import QueuePlan
 from jobworker._registry import Handler, Registry
 from jobworker._settings import WorkerSettings
 from jobworker._slots import Run, Slots, WorkerHandle
@@ -67,6 +68,7 @@ class Session:
         settings: WorkerSettings,
         report: ErrorReporter,
         poll_interval: float | None,
+        queues: QueuePlan | None = None,
     ) -> None:
         self.name = name
         self.database = database
@@ -91,6 +93,7 @@ class Session:
             poll_interval,
             f"{name}-claimer",
             backlogged=lambda: self.writer.unsaved() >= self.max_unsaved,
+            queues=queues,
         )
         self.maintenance = Maintenance(
             database,
@@ -211,7 +214,9 @@ class Session:
             if handler is None:  # the database returned a type we did not ask for
                 logger.error("claimed job %s of unregistered type", job.id, extra=job_extra(job, "claim"))
                 continue
-            runs.append(Run(job, handler, handler.timeout or self.settings.job_timeout, self.database))
+            # The job's own timeout overrides its type's, which overrides the pool's.
+            timeout = job.timeout or handler.timeout or self.settings.job_timeout
+            runs.append(Run(job, handler, timeout, self.database))
         rejected = self.slots.add(runs)
         if rejected:  # the pool stopped meanwhile (or, a bug, more came than asked for)
             logger.info("giving back %d jobs claimed as the pool stopped", len(rejected))

@@ -15,6 +15,12 @@ from psycopg import pq
 
 from jobqueue import InvalidJobError, Job, JobBundle
 from jobqueue._constructors import check_job
+from jobqueue._payload import encode_json
+
+
+def meta_json(job: Job) -> str | None:
+    """The job's ``meta`` as JSON text (checked by check_job), None when it has none."""
+    return None if job.meta is None else encode_json(job.meta, "meta")
 
 
 class MainModuleJobTypeWarning(UserWarning):
@@ -55,6 +61,10 @@ def job_params(job: Job) -> dict[str, Any]:
         "origin": job.origin,
         "max_retry_count": job.max_retry_count,
         "start_at": job.start_at,
+        "queue": job.queue,
+        "meta": meta_json(job),
+        "timeout": job.timeout,
+        "concurrency_key": job.concurrency_key,
     }
 
 
@@ -129,6 +139,10 @@ def jobs_params(jobs: Sequence[Job], payloads: Sequence[str]) -> dict[str, Any]:
         "origins": [j.origin for j in jobs],
         "max_retry_counts": [j.max_retry_count for j in jobs],
         "start_ats": [j.start_at for j in jobs],
+        "queues": [j.queue for j in jobs],
+        "metas": [meta_json(j) for j in jobs],
+        "timeouts": [j.timeout for j in jobs],
+        "concurrency_keys": [j.concurrency_key for j in jobs],
     }
 
 
@@ -158,6 +172,10 @@ def unique_job_params(job: Job, payload: str) -> dict[str, Any]:
         "start_at": job.start_at,
         "unique_key": job.unique_key,
         "unique_for": None if job.unique_for is None else job.unique_for.total_seconds(),
+        "queue": job.queue,
+        "meta": meta_json(job),
+        "timeout": job.timeout,
+        "concurrency_key": job.concurrency_key,
     }
 
 
@@ -187,7 +205,20 @@ COPY_MIN_JOBS = 100
 
 # The column types of copy_jobs, in its column order. The payload is sent as jsonb's binary
 # form: a version byte (1), then the JSON text; so the text made by check_job goes as is.
-COPY_TYPES = ("uuid", "uuid", "text", "text", "int8", "text", "int4", "timestamptz")
+COPY_TYPES = (
+    "uuid",
+    "uuid",
+    "text",
+    "text",
+    "int8",
+    "text",
+    "int4",
+    "timestamptz",
+    "text",
+    "text",
+    "interval",
+    "text",
+)
 _JSONB_VERSION = "\x01"
 
 
@@ -205,6 +236,10 @@ def copy_rows(jobs: Sequence[Job], payloads: Sequence[str]) -> Iterator[tuple[An
             j.origin,
             j.max_retry_count,
             j.start_at,
+            j.queue,
+            None if j.meta is None else version + encode_json(j.meta, "meta"),
+            j.timeout,
+            j.concurrency_key,
         )
 
 

@@ -33,6 +33,10 @@ JOB_COLUMNS = (
     "claim_token",
     "unique_key",
     "scheduled_for",
+    "queue",
+    "meta",
+    "timeout",
+    "concurrency_key",
 )
 _ERRORS_INDEX = JOB_COLUMNS.index("errors")
 
@@ -58,9 +62,9 @@ def job_from_row(row: Sequence[Any]) -> Job:
     return job_from_fields(values)
 
 
-def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
-    """A Job from a claim_jobs row, claimed with ``claim_token``: the row holds only what the
-    claim did not set itself (see the claim_jobs query)."""
+def claimed_job_from_row(row: Sequence[Any], claim_token: UUID, queue: str) -> Job:
+    """A Job from a claim_jobs or claim_queue_jobs row, claimed with ``claim_token`` from
+    ``queue``: the row holds only what the claim did not set itself (see the claim_jobs query)."""
     (
         job_id,
         bundle_id,
@@ -81,6 +85,9 @@ def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
         cancelled_at,
         unique_key,
         scheduled_for,
+        meta,
+        timeout,
+        concurrency_key,
     ) = row
     return job_from_fields(
         {  # in model order (JOB_COLUMNS)
@@ -107,6 +114,10 @@ def claimed_job_from_row(row: Sequence[Any], claim_token: UUID) -> Job:
             "claim_token": claim_token,
             "unique_key": unique_key,
             "scheduled_for": scheduled_for,
+            "queue": queue,
+            "meta": meta,
+            "timeout": timeout,
+            "concurrency_key": concurrency_key,
             **_INSERT_OPTIONS,
         }
     )

@@ -30,10 +30,12 @@ from jobqueue import (
     Status,
 )
 from jobqueue._constructors import check_start_at, check_uuid
-from jobworker import Outcome, OutcomeKind, PeriodicSpec, ScheduleState
+from jobqueue._queues import DEFAULT_QUEUE, NoLimit, QueueInfo, RateLimit
+from jobworker import ClaimedJobs, Outcome, OutcomeKind, PeriodicSpec, ScheduleState
 from jobworker_pg import _async
 from jobworker_pg import _periodic as periodic
 from jobworker_pg import _pooler as pooler
+from jobworker_pg import _queues as queues
 from jobworker_pg import _steps as steps
 from jobworker_pg import _testmodes as testmodes
 from jobworker_pg import _unique as unique
@@ -50,7 +52,7 @@ from jobworker_pg._inserts import (
 )
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
 from jobworker_pg._queries import q
-from jobworker_pg._rows import bundle_from_rows, claimed_job_from_row, job_from_row
+from jobworker_pg._rows import bundle_from_rows, job_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +179,7 @@ class PostgresService:
         # Tokens of claims that failed on a broken connection and may have committed.
         self._unconfirmed_claims: set[UUID] = set()
         self._claims_lock = threading.Lock()
+        self._queue_rules = queues.RulesCache()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -565,19 +568,22 @@ class PostgresService:
 
     # -- the worker's side ---------------------------------------------------------------
 
-    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
-        """WorkerDatabase: claim up to ``limit`` due jobs of ``job_types`` (claim committed).
+    def claim_jobs(self, job_types: Sequence[str], limit: int, *, queue: str = DEFAULT_QUEUE) -> list[Job]:
+        """WorkerDatabase: claim up to ``limit`` due jobs of ``job_types`` from ``queue``
+        (claim committed), within the queue's rules (see :mod:`jobworker_pg._queues`).
 
-        The claim token comes from here, so that a claim whose reply was lost (the
-        connection broke after the commit, as in a server crash) is not lost with it:
-        the next call first takes back the jobs that still carry such a token, instead
-        of leaving them to the reaper with an attempt spent and never run.
+        Returns :class:`jobworker.ClaimedJobs`, whose ``retry_in`` says when to try again
+        if the queue's rules held the claim back. The claim token comes from here, so that
+        a claim whose reply was lost (the connection broke after the commit, as in a server
+        crash) is not lost with it: the next call first takes back the jobs that still carry
+        such a token, instead of leaving them to the reaper with an attempt spent and never run.
         """
         if limit <= 0 or not job_types:
-            return []
+            return ClaimedJobs()
         token = uuid4()
         with self._claims_lock:
             unconfirmed = list(self._unconfirmed_claims)
+        retry_in = None
         try:
             with self._connection("claim_jobs") as conn:
                 recovered = []
@@ -589,8 +595,23 @@ class PostgresService:
                         conn.execute(
                             q("release_claims"), _claims_params([(j.id, j.claim_token) for j in extra])
                         )
-                params = {"types": list(job_types), "limit": max(limit - len(recovered), 0), "token": token}
-                rows = conn.execute(q("claim_jobs"), params).fetchall() if params["limit"] else []
+                want = max(limit - len(recovered), 0)
+                jobs: list[Job] = []
+                if want:
+                    rules = self._queue_rules
+                    if rules.stale():
+                        rules.refresh(conn)
+                    plain = (
+                        None
+                        if rules.has_rules(queue)
+                        else queues.claim_plain(conn, queue, job_types, want, token)
+                    )
+                    if plain is None:  # rules known, or found by claim_jobs' own check
+                        rules.add(queue)
+                        claim = queues.claim_under_rules(conn, queue, job_types, want, token)
+                        jobs, retry_in = claim.jobs, claim.retry_in
+                    else:
+                        jobs = plain
             with self._claims_lock:
                 self._unconfirmed_claims.difference_update(unconfirmed)
             if recovered:
@@ -600,10 +621,31 @@ class PostgresService:
                 with self._claims_lock:
                     self._unconfirmed_claims.add(token)
             raise
-        jobs = [claimed_job_from_row(r, token) for r in rows]
         # UPDATE ... RETURNING does not keep the subquery's order: restore it.
         jobs.sort(key=lambda j: (-j.priority, j.created_at, j.id))
-        return recovered + jobs
+        return ClaimedJobs(recovered + jobs, retry_in)
+
+    # -- queues --------------------------------------------------------------------------
+
+    def configure_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | NoLimit | None = None,
+        per_key_concurrency: int | NoLimit | None = None,
+        rate_limit: RateLimit | NoLimit | None = None,
+        paused: bool | None = None,
+    ) -> QueueInfo:
+        """Create or change the rules of queue ``name`` (see :func:`jobqueue.configure_queue`)."""
+        params = queues.configure_params(name, concurrency, per_key_concurrency, rate_limit, paused)
+        info = self._write("configure_queue", lambda c: queues.configure_queue(c, params))
+        self._queue_rules.forget()
+        return info
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every queue with rules or unstopped jobs (see :func:`jobqueue.list_queues`)."""
+        with self._connection("list_queues") as conn:
+            return queues.list_queues(conn)
 
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> set[UUID]:
         """WorkerDatabase: write many outcomes in one transaction; returns the ids applied."""

@@ -3,20 +3,26 @@
 -- jobworker_pg._rows.JOB_COLUMNS, are spelled out where a statement returns jobs.
 
 -- insert_job: store one job; the database clock sets created_at and updated_at
-insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
+insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
+                        queue, meta, timeout, concurrency_key)
 values (%(id)s, %(bundle_id)s, %(type)s, %(payload)s::jsonb, %(priority)s, %(origin)s,
-        %(max_retry_count)s, %(start_at)s)
+        %(max_retry_count)s, %(start_at)s, %(queue)s, %(meta)s::jsonb, %(timeout)s,
+        %(concurrency_key)s)
 returning created_at, updated_at
 
 -- insert_jobs: store many jobs in one statement (arrays unnested in order), one wake-up per type
 with ins as (
-    insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
-    select id, bundle_id, type, payload::jsonb, priority, origin, max_retry_count, start_at
+    insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
+                            queue, meta, timeout, concurrency_key)
+    select id, bundle_id, type, payload::jsonb, priority, origin, max_retry_count, start_at,
+           queue, meta::jsonb, timeout, concurrency_key
     -- binary parameters: psycopg dumps text-format arrays with a quoting scan per element
     from unnest(%(ids)b::uuid[], %(bundle_ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
                 %(priorities)b::bigint[], %(origins)b::text[], %(max_retry_counts)b::integer[],
-                %(start_ats)b::timestamptz[])
-         as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at)
+                %(start_ats)b::timestamptz[], %(queues)b::text[], %(metas)b::text[],
+                %(timeouts)b::interval[], %(concurrency_keys)b::text[])
+         as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
+              queue, meta, timeout, concurrency_key)
     returning 1
 )
 select now(), (select count(*) from ins)
@@ -27,7 +33,7 @@ values (%(id)s, %(type)s, %(origin)s, %(num_jobs)s)
 returning created_at, updated_at
 
 -- copy_jobs: store many jobs with one binary COPY (constraints and the statement-level insert trigger apply as for insert_jobs)
-copy worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at) from stdin (format binary)
+copy worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, queue, meta, timeout, concurrency_key) from stdin (format binary)
 
 -- transaction_now: the database clock of the open transaction, which is created_at and updated_at of the rows it inserts
 select now()
@@ -35,7 +41,8 @@ select now()
 -- get_job: one job by id
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job where id = %(id)s
 
 -- get_jobs: several jobs by id, for the listener's backlog of stop events (one read for many)
@@ -49,7 +56,8 @@ select b.id, b.type, b.origin, b.num_jobs, b.num_jobs_stopped, b.updated_at, b.c
        j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
        j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
        j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
-       j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for
+       j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for,
+       j.queue, j.meta, j.timeout, j.concurrency_key
 from worker.job_bundle b
 left join worker.job j on j.bundle_id = b.id
 where b.id = %(id)s
@@ -69,7 +77,8 @@ set start_at = null, started_at = null, worker_alive_at = null, stopped_at = nul
 where id = any(%(ids)s::uuid[])
 returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
           start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+          queue, meta, timeout, concurrency_key
 
 -- cancel_job: stop a job that is not running; it never runs and counts as stopped in its bundle
 update worker.job
@@ -77,7 +86,8 @@ set stopped_at = now(), cancelled_at = now(), error_msg = 'job cancelled', updat
 where id = %(id)s and started_at is null and stopped_at is null
 returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
           start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+          queue, meta, timeout, concurrency_key
 
 -- status_by_type: job counts per type and state (the states of jobqueue.JobState)
 select type,
@@ -104,21 +114,24 @@ select count(*), count(*) filter (where num_jobs_stopped >= num_jobs) from worke
 -- jobs_to_do: every job not stopped, in claim order
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job where stopped_at is null
 order by priority desc, created_at, id
 
 -- jobs_started_before: running jobs started before a time
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job where started_at < %(since)s and stopped_at is null
 order by started_at, id
 
 -- jobs_with_errors: jobs whose last attempt failed (stopped or retrying), cancelled ones aside
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job where error_msg is not null and cancelled_at is null
 order by updated_at, id
 
@@ -138,36 +151,200 @@ where not exists (select from worker.job j
   and (%(older_than)s::float8 is null
        or b.updated_at < now() - make_interval(secs => %(older_than)s::float8))
 
--- claim_jobs: take up to `limit` due jobs for this worker, committing the claim before any runs; the token is new for every claim
-with next as (
+-- claim_jobs: take up to `limit` due jobs of one queue without rules for this worker, committing the claim before any runs; the token is new for every claim
+with ruled as materialized (
+    -- whether the queue has rules after all (limited or paused since this worker last looked):
+    -- then nothing is claimed here, and one row of nulls tells the worker to use claim_queue_jobs
+    select exists (select from worker.queue r
+                   where r.name = %(queue)s
+                     and (r.paused or r.concurrency is not null
+                          or r.per_key_concurrency is not null or r.rate_limit_count is not null)) as yes
+),
+next as (
     select id
     from worker.job
-    where started_at is null and stopped_at is null          -- waiting (job_available_idx)
+    where queue = %(queue)s                                    -- one queue (job_queue_available_idx)
+      and started_at is null and stopped_at is null            -- waiting
       and type = any(%(types)s::text[])                        -- only types this worker serves
       and (start_at is null or start_at <= now())              -- due by the database clock
+      and not (select yes from ruled)                          -- a one-time filter
     order by priority desc, created_at, id                     -- highest priority, then oldest
     limit %(limit)s
     for update skip locked                                     -- never wait for another claimer
+),
+claimed as (
+    update worker.job j
+    set started_at = now(),
+        worker_alive_at = now(),
+        claim_token = %(token)s,                               -- this claim's; fences later writes
+        attempt = j.attempt + 1,                               -- counted now: a crash still counts
+        updated_at = now()
+    from next
+    where j.id = next.id
+    -- only what a claim does not know already (_rows.claimed_job_from_row) (it set started_at =
+    -- worker_alive_at = updated_at, claim_token is its own, stopped_at is null, queue is the one
+    -- asked for): fewer values to decode per job
+    returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
+              j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,
+              j.created_at, j.attempt,
+              nullif(j.errors, '[]') as errors,                -- most have none: nothing to decode
+              j.cancelled_at, j.unique_key, j.scheduled_for, j.meta, j.timeout, j.concurrency_key
 )
-update worker.job j
-set started_at = now(),
-    worker_alive_at = now(),
-    claim_token = %(token)s,                                   -- this claim's; fences later writes
-    attempt = j.attempt + 1,                                   -- counted now: a crash still counts
+select * from claimed
+union all
+select null, null, null, null, null, null, null, null, null, null, null, null, null, null, null,
+       null, null, null, null, null, null, null
+from ruled where yes
+
+-- lock_queue: the rules of a queue, its row locked until the claim commits: claims of a queue with rules take turns, and the next statement's snapshot sees every earlier claim
+select concurrency, per_key_concurrency, rate_limit_count,
+       extract(epoch from rate_limit_per)::float8, paused
+from worker.queue
+where name = %(queue)s
+for update
+
+-- claim_queue_jobs: claim_jobs for a queue with limits (run after lock_queue, in its transaction): no more than the queue's concurrency, per-key concurrency and rate window allow
+with running as (
+    -- the queue's claimed, unstopped jobs per key (job_running_idx: at most one per worker thread)
+    select concurrency_key, count(*) as n
+    from worker.job
+    where started_at is not null and stopped_at is null and queue = %(queue)s
+    group by concurrency_key
+),
+window_starts as (
+    -- starts in the rate window. Starts are stamped with statement_timestamp(), not now() (the
+    -- start of the transaction, before the lock wait): this statement begins after the previous
+    -- lock holder committed, so stamps grow in lock order and each window holds every start
+    select coalesce(sum(count), 0) as n
+    from worker.queue_start
+    where %(rate_count)s::integer is not null and queue = %(queue)s
+      and started_at > statement_timestamp() - make_interval(secs => %(rate_per)s::float8)
+),
+pruned as (
+    -- starts that left the window count for nothing any more (nor for any later claim)
+    delete from worker.queue_start
+    where %(rate_count)s::integer is not null and queue = %(queue)s
+      and started_at <= statement_timestamp() - make_interval(secs => %(rate_per)s::float8)
+),
+candidates as (
+    select j.id, j.concurrency_key, j.priority, j.created_at,
+           coalesce(r.n, 0) as key_running
+    from worker.job j
+    left join running r on %(per_key)s::integer is not null and r.concurrency_key = j.concurrency_key
+    where j.queue = %(queue)s
+      and j.started_at is null and j.stopped_at is null
+      and j.type = any(%(types)s::text[])
+      and (j.start_at is null or j.start_at <= now())
+      -- keys at their limit are passed over, not waited for
+      and (%(per_key)s::integer is null or j.concurrency_key is null or coalesce(r.n, 0) < %(per_key)s)
+    order by j.priority desc, j.created_at, j.id
+    limit %(scan)s                                               -- enough to fill the claim despite keys
+    for update of j skip locked
+),
+chosen as (
+    select id
+    from (select c.*, row_number() over (partition by c.concurrency_key
+                                         order by c.priority desc, c.created_at, c.id) as key_rank
+          from candidates c) ranked
+    where %(per_key)s::integer is null or concurrency_key is null
+       or key_running + key_rank <= %(per_key)s
+    order by priority desc, created_at, id
+    limit greatest(0, least(
+        %(limit)s::integer,
+        %(concurrency)s::integer - (select coalesce(sum(n), 0) from running),
+        %(rate_count)s::integer - (select n from window_starts)))  -- least() ignores nulls
+),
+claimed as (
+    update worker.job j
+    set started_at = statement_timestamp(),                    -- the stamp of the rate window
+        worker_alive_at = statement_timestamp(),
+        claim_token = %(token)s,
+        attempt = j.attempt + 1,
+        updated_at = statement_timestamp()
+    from chosen
+    where j.id = chosen.id
+    returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
+              j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,
+              j.created_at, j.attempt, nullif(j.errors, '[]') as errors, j.cancelled_at,
+              j.unique_key, j.scheduled_for, j.meta, j.timeout, j.concurrency_key
+),
+recorded as (
+    -- this claim's starts, for the rate window of later claims
+    insert into worker.queue_start (queue, started_at, count)
+    select %(queue)s, statement_timestamp(), count(*) from claimed
+    having count(*) > 0 and %(rate_count)s::integer is not null
+)
+select * from claimed
+
+-- queue_hold: after a short claim_queue_jobs, in its transaction: seconds until claiming the queue again may take more, or null when no job of ours is due there (the claimer then waits for a wake-up)
+with due as (
+    select exists (select from worker.job
+                   where queue = %(queue)s and started_at is null and stopped_at is null
+                     and type = any(%(types)s::text[]) and (start_at is null or start_at <= now())) as yes
+),
+window_starts as (
+    select coalesce(sum(count), 0) as n, min(started_at) as oldest
+    from worker.queue_start
+    where %(rate_count)s::integer is not null and queue = %(queue)s
+      and started_at > statement_timestamp() - make_interval(secs => %(rate_per)s::float8)
+)
+select case
+    when not (select yes from due) then null
+    -- the rate window is full: until its oldest start leaves it
+    when %(rate_count)s::integer is not null and w.n >= %(rate_count)s
+        then greatest(0, extract(epoch from w.oldest + make_interval(secs => %(rate_per)s::float8)
+                                            - statement_timestamp()))::float8
+    -- at the concurrency or a key at its limit: places free up in other processes unannounced
+    when %(per_key)s::integer is not null
+         or (select count(*) from worker.job
+             where started_at is not null and stopped_at is null and queue = %(queue)s)
+            >= %(concurrency)s::integer
+        then %(recheck)s::float8
+    -- room again already (starts left the window since the claim): soon
+    else %(soon)s::float8
+end
+from window_starts w
+
+-- queue_rules: the queues that have rules, for the worker's choice between claim_jobs and claim_queue_jobs
+select name from worker.queue
+where paused or concurrency is not null or per_key_concurrency is not null or rate_limit_count is not null
+
+-- configure_queue: create or change a queue's rules; a false set_* flag (and a null paused) keeps the current value
+insert into worker.queue as r (name, concurrency, per_key_concurrency, rate_limit_count, rate_limit_per, paused)
+values (%(name)s, %(concurrency)s, %(per_key)s, %(rate_count)s,
+        make_interval(secs => %(rate_per)s::float8), coalesce(%(paused)s, false))
+on conflict (name) do update
+set concurrency = case when %(set_concurrency)s then excluded.concurrency else r.concurrency end,
+    per_key_concurrency = case when %(set_per_key)s then excluded.per_key_concurrency
+                               else r.per_key_concurrency end,
+    rate_limit_count = case when %(set_rate)s then excluded.rate_limit_count else r.rate_limit_count end,
+    rate_limit_per = case when %(set_rate)s then excluded.rate_limit_per else r.rate_limit_per end,
+    paused = coalesce(%(paused)s, r.paused),
     updated_at = now()
-from next
-where j.id = next.id
--- only what a claim does not know already (_rows.claimed_job_from_row) (it set started_at = worker_alive_at =
--- updated_at, claim_token is its own, stopped_at is null): fewer values to decode per job
-returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
-          j.current_retry_count, j.start_at, j.started_at, j.error_msg, j.error_data, j.result,
-          j.created_at, j.attempt, nullif(j.errors, '[]'), j.cancelled_at,  -- most have no errors: nothing to decode
-          j.unique_key, j.scheduled_for
+returning name, concurrency, per_key_concurrency, rate_limit_count,
+          extract(epoch from rate_limit_per)::float8, paused
+
+-- list_queues: every queue with rules or unstopped jobs, with its rules and its waiting and running jobs
+with counts as (
+    select queue,
+           count(*) filter (where started_at is null) as waiting,
+           count(*) filter (where started_at is not null) as running
+    from worker.job
+    where stopped_at is null
+    group by queue
+)
+select coalesce(r.name, c.queue), r.concurrency, r.per_key_concurrency, r.rate_limit_count,
+       extract(epoch from r.rate_limit_per)::float8, coalesce(r.paused, false),
+       coalesce(c.waiting, 0), coalesce(c.running, 0)
+from worker.queue r
+full join counts c on c.queue = r.name
+order by 1
 
 -- claimed_with_tokens: jobs a claim took whose reply was lost (the connection broke after the commit)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job
 where claim_token = any(%(tokens)s::uuid[]) and started_at is not null and stopped_at is null
 
@@ -285,7 +462,8 @@ select 1
 -- all_jobs: every job, oldest first (for test assertions that list what was enqueued)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job
 order by created_at, id
 
@@ -298,7 +476,8 @@ where started_at is null and stopped_at is null and start_at > now()
 -- list_jobs: newest jobs first for `jobqueue jobs`, optionally only to-do or failed ones of some types
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job
 where (%(types)s::text[] is null or type = any(%(types)s::text[]))
   and (not %(todo)s or stopped_at is null)
@@ -320,13 +499,15 @@ select to_regclass('worker.job') is not null
 
 -- insert_unique_jobs: store jobs unless an unfinished job with their unique_key exists (job_unique_key_idx) or, with unique_for, one created within that period; a conflict waits for the holder's transaction and is never an error; returns the ids stored
 insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
-                        unique_key)
+                        unique_key, queue, meta, timeout, concurrency_key)
 select t.id, t.bundle_id, t.type, t.payload::jsonb, t.priority, t.origin, t.max_retry_count, t.start_at,
-       t.unique_key
+       t.unique_key, t.queue, t.meta::jsonb, t.timeout, t.concurrency_key
 from unnest(%(ids)b::uuid[], %(bundle_ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
             %(priorities)b::bigint[], %(origins)b::text[], %(max_retry_counts)b::integer[],
-            %(start_ats)b::timestamptz[], %(unique_keys)b::text[], %(unique_fors)b::float8[])
-     as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key, unique_for)
+            %(start_ats)b::timestamptz[], %(unique_keys)b::text[], %(unique_fors)b::float8[],
+            %(queues)b::text[], %(metas)b::text[], %(timeouts)b::interval[], %(concurrency_keys)b::text[])
+     as t(id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key, unique_for,
+          queue, meta, timeout, concurrency_key)
 where t.unique_for is null
    or not exists (select from worker.job r                     -- job_unique_key_created_idx
                   where r.unique_key = t.unique_key
@@ -335,9 +516,10 @@ on conflict (unique_key) where unique_key is not null and stopped_at is null do 
 returning id, created_at
 
 -- insert_unique_job: insert_unique_jobs for a single job, with scalar parameters (cheaper than arrays of one element)
-insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key)
+insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, unique_key,
+                        queue, meta, timeout, concurrency_key)
 select %(id)s, %(bundle_id)s, %(type)s, %(payload)s::jsonb, %(priority)s, %(origin)s, %(max_retry_count)s,
-       %(start_at)s, %(unique_key)s
+       %(start_at)s, %(unique_key)s, %(queue)s, %(meta)s::jsonb, %(timeout)s, %(concurrency_key)s
 where %(unique_for)s::float8 is null
    or not exists (select from worker.job r
                   where r.unique_key = %(unique_key)s
@@ -349,7 +531,8 @@ returning id, created_at
 select distinct on (j.unique_key)
        j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count, j.current_retry_count,
        j.start_at, j.started_at, j.worker_alive_at, j.stopped_at, j.error_msg, j.error_data, j.result,
-       j.updated_at, j.created_at, j.attempt, j.errors, j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for
+       j.updated_at, j.created_at, j.attempt, j.errors, j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for,
+       j.queue, j.meta, j.timeout, j.concurrency_key
 from worker.job j
 join unnest(%(keys)s::text[], %(unique_fors)s::float8[]) as k(unique_key, unique_for)
   on j.unique_key = k.unique_key
@@ -417,7 +600,8 @@ from worker.schedule
 where name = %(name)s
 returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
           start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+          queue, meta, timeout, concurrency_key
 
 -- delete_schedule: forget a schedule (an orphaned one; a worker that still runs it declares it again)
 delete from worker.schedule where name = %(name)s returning name

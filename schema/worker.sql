@@ -48,10 +48,6 @@ create table if not exists worker.job (
     cancelled_at        timestamptz
 );
 
--- The claim query's index: only jobs waiting to run, in the order they are taken.
-create index if not exists job_available_idx
-    on worker.job (priority desc, created_at, id)
-    where started_at is null and stopped_at is null;
 -- The reaper's index: running jobs by heartbeat.
 create index if not exists job_running_idx
     on worker.job (worker_alive_at)
@@ -104,6 +100,53 @@ create table if not exists worker.schedule (
     seen_at         timestamptz not null default now(),
     updated_at      timestamptz not null default now()
 );
+
+-- Queues and limits (revision jobqueue_0004) ----------------------------------------------
+-- Added after the columns of 0003, as the migrations do, so both build the same column
+-- order; only when missing, so that a re-run on a current database takes no lock on the table.
+-- queue: where a worker takes the job from (go-jobqueue's inserts land in 'default');
+-- meta: custom metadata for hooks (a JSON object); timeout: overrides the type's;
+-- concurrency_key: the key of the queue's per-key concurrency limit (e.g. a customer id).
+do $$
+begin
+    if not exists (select from pg_attribute
+                   where attrelid = 'worker.job'::regclass and attname = 'queue' and not attisdropped) then
+        alter table worker.job
+            add column queue text not null default 'default' check (length(queue) between 1 and 100),
+            add column meta jsonb check (jsonb_typeof(meta) = 'object'),
+            add column timeout interval check (timeout > interval '0'),
+            add column concurrency_key text check (length(concurrency_key) between 1 and 200);
+        drop index if exists worker.job_available_idx;  -- replaced by job_queue_available_idx
+    end if;
+end
+$$;
+
+-- The claim query's index: only jobs waiting to run, per queue, in the order they are taken.
+create index if not exists job_queue_available_idx
+    on worker.job (queue, priority desc, created_at, id)
+    where started_at is null and stopped_at is null;
+
+-- Queues with rules (jobqueue.configure_queue): limits that every worker process applies
+-- when it claims, under a lock on the queue's row. A queue without a row has no rules.
+create table if not exists worker.queue (
+    name                text primary key check (length(name) between 1 and 100),
+    concurrency         integer check (concurrency > 0),          -- running jobs at most
+    per_key_concurrency integer check (per_key_concurrency > 0),  -- running jobs per concurrency_key
+    rate_limit_count    integer check (rate_limit_count > 0),     -- starts at most per rate_limit_per
+    rate_limit_per      interval check (rate_limit_per > interval '0'),
+    paused              boolean not null default false,           -- no claims while true
+    updated_at          timestamptz not null default now(),
+    check ((rate_limit_count is null) = (rate_limit_per is null))
+);
+
+-- Starts of jobs in rate-limited queues (one row per claim, count jobs started at once), for
+-- the sliding window; claims delete rows that have left the window.
+create table if not exists worker.queue_start (
+    queue      text not null,
+    started_at timestamptz not null,
+    count      integer not null check (count > 0)
+);
+create index if not exists queue_start_idx on worker.queue_start (queue, started_at);
 
 -- Bundle types that have a durable completion handler (jobworker.register_bundle_handler):
 -- when such a bundle stops, the same transaction enqueues its completion job.

@@ -136,7 +136,7 @@ class FakeDatabase:
 
     # -- WorkerDatabase ---------------------------------------------------------------------
 
-    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
+    def claim_jobs(self, job_types: Sequence[str], limit: int, *, queue: str = "default") -> list[Job]:
         with self._lock:
             self._maybe_fail("claim_jobs")
             now = _now()
@@ -144,6 +144,7 @@ class FakeDatabase:
                 j
                 for j in self.jobs.values()
                 if j.type in job_types
+                and j.queue == queue
                 and j.started_at is None
                 and j.stopped_at is None
                 and (j.start_at is None or j.start_at <= now)

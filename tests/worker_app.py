@@ -15,7 +15,8 @@ Settings come from the environment: JQ_HEARTBEAT, JQ_DEAD_FOR, JQ_REAPER,
 JQ_TIMEOUT, JQ_POLL (seconds), JQ_PREFETCH (jobs); JQ_TYPES (comma-separated) registers only those
 of the job types above. JQ_PERIODIC (comma-separated names) registers, for each name,
 an every-second schedule (catch_up="all") of the job type ``tick``, whose handler
-returns "ok". SIGTERM finishes in-flight jobs and exits 0.
+returns "ok". JQ_QUEUES is the queues to serve: ``critical:10,default:1`` (weights) or
+``a,b`` (strict order). SIGTERM finishes in-flight jobs and exits 0.
 The process prints "ready" once its threads run.
 
 The ``exec_log`` connections are the test harness's, not the library's: they
@@ -83,6 +84,16 @@ def record(url: str, query: str, job: jobqueue.Job) -> None:
             time.sleep(0.1)
 
 
+def queues_from(spec: str | None) -> list[str] | dict[str, int] | None:
+    """JQ_QUEUES: ``a:10,b:1`` as weights, ``a,b`` as strict order, unset as None."""
+    if not spec:
+        return None
+    names = spec.split(",")
+    if all(":" in n for n in names):
+        return {name: int(weight) for name, weight in (n.split(":") for n in names)}
+    return names
+
+
 def main() -> None:
     url, threads = sys.argv[1], int(sys.argv[2])
     logging.basicConfig(
@@ -144,7 +155,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    jobworker.start_threads(threads)
+    jobworker.start_threads(threads, queues=queues_from(os.environ.get("JQ_QUEUES")))
     poll = os.environ.get("JQ_POLL")
     if poll:
         jobworker.start_polling_available_jobs(timedelta(seconds=float(poll)))

@@ -8,6 +8,7 @@ $DATABASE_URL, else an embedded PostgreSQL kept in the user's data directory
     jobqueue worker myapp.jobs --threads 8 # run the handlers myapp.jobs registers
     jobqueue status                        # counts by type and state
     jobqueue jobs --errors                 # what failed, and why
+    jobqueue queues list                   # queues, their limits and jobs
     jobqueue retry JOB_ID
     jobqueue periodic list                 # schedules, last and next tick (--json)
 
@@ -23,6 +24,7 @@ from jobworker_pg.cli._context import LOG_LEVELS, Group, State, configure_loggin
 from jobworker_pg.cli._demo import demo
 from jobworker_pg.cli._embedded_cmd import embedded
 from jobworker_pg.cli._periodic import periodic
+from jobworker_pg.cli._queues_cmd import queues
 from jobworker_pg.cli._worker import worker
 
 __all__ = ["cli", "main"]
@@ -52,7 +54,7 @@ def cli(ctx: click.Context, database_url: str | None, log_level: str) -> None:
     ctx.call_on_close(state.close)
 
 
-for _command in (*COMMANDS, periodic, worker, demo, embedded):
+for _command in (*COMMANDS, periodic, worker, queues, demo, embedded):
     cli.add_command(_command)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from jobqueue import Job, StateCounts, Status
+from jobqueue import Job, QueueInfo, StateCounts, Status
 
 STATE_COLUMNS = tuple(StateCounts.model_fields)
 _ERROR_WIDTH = 60
@@ -41,11 +41,12 @@ def status_table(status: Status) -> str:
 
 
 def jobs_table(jobs: Sequence[Job]) -> str:
-    """One line per job: id, type, state, attempts, created, last error."""
+    """One line per job: id, type, queue, state, attempts, created, last error."""
     rows = [
         [
             job.id,
             job.type,
+            job.queue,
             job.state.value,
             f"{job.attempt}/{job.max_retry_count + 1}",
             _time(job.created_at),
@@ -53,7 +54,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
         ]
         for job in jobs
     ]
-    return table(["id", "type", "state", "attempts", "created", "error"], rows)
+    return table(["id", "type", "queue", "state", "attempts", "created", "error"], rows)
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -61,6 +62,40 @@ def job_json(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json")
     data["state"] = job.state.value
     return data
+
+
+def queues_table(queues: Sequence[QueueInfo]) -> str:
+    """One line per queue: its rules and its waiting and running jobs."""
+    rows = [
+        [
+            info.name,
+            "paused" if info.paused else "active",
+            info.concurrency,
+            info.per_key_concurrency,
+            info.rate_limit,
+            info.waiting,
+            info.running,
+        ]
+        for info in queues
+    ]
+    headers = ["queue", "state", "concurrency", "per key", "rate limit", "waiting", "running"]
+    return table(headers, rows, right=(2, 3, 5, 6))
+
+
+def queue_json(info: QueueInfo) -> dict[str, Any]:
+    """A queue as a JSON object (the rate limit's window in seconds)."""
+    rate = info.rate_limit
+    return {
+        "name": info.name,
+        "paused": info.paused,
+        "concurrency": info.concurrency,
+        "per_key_concurrency": info.per_key_concurrency,
+        "rate_limit": None
+        if rate is None
+        else {"count": rate.count, "per_seconds": rate.per.total_seconds()},
+        "waiting": info.waiting,
+        "running": info.running,
+    }
 
 
 def dumps(value: Any) -> str:
@@ -73,8 +108,11 @@ def job_details(job: Job) -> str:
     fields: list[tuple[str, Any]] = [
         ("id", job.id),
         ("type", job.type),
+        ("queue", job.queue),
         ("state", job.state.value),
         ("origin", job.origin),
+        ("concurrency_key", job.concurrency_key),
+        ("timeout", job.timeout),
         ("bundle_id", job.bundle_id),
         ("priority", job.priority),
         ("attempts", f"{job.attempt} of {job.max_retry_count + 1}"),
@@ -90,6 +128,8 @@ def job_details(job: Job) -> str:
     width = max(len(name) for name, _ in fields) + 1
     lines = [f"{name + ':':<{width}} {_cell(value)}" for name, value in fields if value not in (None, "")]
     lines.append(f"{'payload:':<{width}} {json.dumps(job.payload, ensure_ascii=False)}")
+    if job.meta is not None:
+        lines.append(f"{'meta:':<{width}} {json.dumps(job.meta, ensure_ascii=False)}")
     if job.result is not None:
         lines.append(f"{'result:':<{width}} {json.dumps(job.result, ensure_ascii=False)}")
     if job.errors:

@@ -35,3 +35,44 @@ class Duration(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # gene
 
 DURATION = Duration()
 DURATION_OR_ZERO = Duration(allow_zero=True)
+
+
+class QueueWeight(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic from click 8.2 on
+    """``NAME`` or ``NAME:WEIGHT`` (a positive int), as ``(name, weight or None)``."""
+
+    name = "queue"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int | None]:
+        if isinstance(value, tuple):
+            return value
+        name, sep, weight = str(value).rpartition(":")
+        if not sep:
+            return str(value), None
+        if not name or not weight.isdigit() or int(weight) < 1:
+            self.fail(f"{value!r} is not NAME or NAME:WEIGHT with a positive weight", param, ctx)
+        return name, int(weight)
+
+
+class Rate(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic from click 8.2 on
+    """``COUNT/DURATION``: ``50/s``, ``50/1s``, ``1000/5m``, as ``(count, timedelta)``."""
+
+    name = "rate"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, timedelta]:
+        if isinstance(value, tuple):
+            return value
+        count, sep, per = str(value).partition("/")
+        if not sep or not count.strip().isdigit() or int(count) < 1:
+            self.fail(f"{value!r} is not COUNT/DURATION (e.g. 50/s, 1000/5m)", param, ctx)
+        per = per.strip()
+        if per and per[0].isalpha():
+            per = "1" + per  # 50/s is 50/1s
+        return int(count), DURATION.convert(per, param, ctx)
+
+
+QUEUE_WEIGHT = QueueWeight()
+RATE = Rate()

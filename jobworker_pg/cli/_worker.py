@@ -24,10 +24,11 @@ import click
 
 import jobworker
 from jobworker import Registry, WorkerPool
+from jobworker._queue_plan import QueuePlan
 from jobworker_pg._init import init_job_queue
 from jobworker_pg.cli._context import State, pass_state
 from jobworker_pg.cli._health import Health
-from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO
+from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO, QUEUE_WEIGHT
 from jobworker_pg.cli._progress import Counters, QueueDepth, Reporter, summary
 from jobworker_pg.cli._target import Target
 
@@ -114,6 +115,27 @@ class _Signals:
         self.received.append(signum)
 
 
+def queue_plan(specs: tuple[tuple[str, int | None], ...]) -> list[str] | dict[str, int] | None:
+    """The ``queues`` of start_threads from ``--queue`` options: names in strict order, or
+    weights when every option has one; a mix is a usage error."""
+    if not specs:
+        return None
+    weights = [weight for _, weight in specs]
+    if all(w is None for w in weights):
+        plan: list[str] | dict[str, int] = [name for name, _ in specs]
+    elif any(w is None for w in weights):
+        raise click.UsageError("give every --queue a weight (NAME:WEIGHT) or none (strict order)")
+    else:
+        plan = {name: weight for name, weight in specs if weight is not None}
+        if len(plan) != len(specs):
+            raise click.UsageError("--queue names a queue twice")
+    try:
+        QueuePlan(plan)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return plan
+
+
 def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
@@ -137,6 +159,16 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             metavar="TYPE",
             help="Serve only this job type (repeatable; the variable: types separated by spaces; "
             "default: every registered type).",
+        ),
+        _option(
+            "--queue",
+            "queue_specs",
+            multiple=True,
+            type=QUEUE_WEIGHT,
+            metavar="NAME[:WEIGHT]",
+            help="Take jobs from this queue (repeatable; the variable: separated by spaces; default: "
+            "'default'). Names alone: strict order; all with weights (critical:10 --queue default:1): "
+            "threads shared by weight, an empty queue lending its share.",
         ),
         _option(
             "--poll-interval",
@@ -236,6 +268,7 @@ def run_worker(
     *,
     threads: int,
     job_types: tuple[str, ...],
+    queue_specs: tuple[tuple[str, int | None], ...],
     poll_interval: timedelta,
     job_timeout: timedelta | None,
     heartbeat: timedelta | None,
@@ -251,6 +284,7 @@ def run_worker(
     """Serve ``registry``'s job types on ``target`` until SIGTERM/SIGINT (the body of the
     worker commands; ``spec`` names what registered them, for errors)."""
     served = select_job_types(registry, job_types, spec)
+    queues = queue_plan(queue_specs)
     pool = (
         jobworker.default_pool()
         if registry is jobworker.default_registry()
@@ -283,10 +317,10 @@ def run_worker(
         pool.set_database(service)
         if poll_interval > timedelta(0):
             pool.start_polling_available_jobs(poll_interval)
-        pool.start_threads(threads)
+        pool.start_threads(threads, queues=queues)
         reporter.message(
             f"jobqueue worker (pid {os.getpid()}): {threads} threads on {target.masked}, "
-            f"job types: {', '.join(served)}"
+            f"queues: {QueuePlan(queues).describe()}, job types: {', '.join(served)}"
             + (f", health check on port {health.port}" if health.port is not None else "")
         )
         while not signals.received:

@@ -30,14 +30,14 @@ class _GatedDatabase(FakeDatabase):
         assert self.declare_gate.wait(10)
         super().declare_bundle_handlers(bundle_types)
 
-    def claim_jobs(self, job_types: Sequence[str], limit: int) -> list[Job]:
+    def claim_jobs(self, job_types: Sequence[str], limit: int, *, queue: str = "default") -> list[Job]:
         gate = self.claim_gate
         if gate is not None:
-            claimed = super().claim_jobs(job_types, limit)  # committed: the jobs are ours
+            claimed = super().claim_jobs(job_types, limit, queue=queue)  # committed: the jobs are ours
             self.claiming.set()
             assert gate.wait(10)
             return claimed
-        return super().claim_jobs(job_types, limit)
+        return super().claim_jobs(job_types, limit, queue=queue)
 
 
 def _worker_threads(name: str) -> list[threading.Thread]:
