@@ -48,7 +48,8 @@ from worker.job where id = %(id)s
 -- get_jobs: several jobs by id, for the listener's backlog of stop events (one read for many)
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
 from worker.job where id = any(%(ids)s::uuid[])
 
 -- get_bundle: one bundle row by id and its jobs in the order they were added, in one statement (one snapshot, one round trip): bundle columns, then job columns (null when it has none)
