@@ -1,10 +1,12 @@
 """Durable bundle handlers: a completion job per finished bundle runs the handler once.
 
 The database enqueues a job of type ``BUNDLE_JOB_PREFIX + bundle_type`` with the
-payload ``{"bundle_id": ..., "bundle_type": ...}`` in the transaction that stops
-the bundle's last job (for the bundle types declared with
-``WorkerDatabase.declare_bundle_handlers``). Its handler loads the bundle and
-calls the user's function, with the retry rules of any job.
+payload ``{"bundle_id": ..., "bundle_type": ..., "bundle": {...}}`` in the transaction
+that stops the bundle's last job (for the bundle types declared with
+``WorkerDatabase.declare_bundle_handlers``). ``bundle`` is the bundle row with its jobs as
+they were then, so the handler calls the user's function with it even when the bundle
+was deleted since (go-jobqueue's default listener deletes a stopped bundle at once).
+Completion jobs enqueued by 0.1.0 carry no ``bundle``: their handler loads it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ BundleHandler = Callable[[JobBundle], Any]
 class _BundlePayload(BaseModel):
     bundle_id: UUID
     bundle_type: str
+    bundle: JobBundle | None = None  # the bundle as it stopped (None from 0.1.0's schema)
 
 
 def bundle_job_type(bundle_type: str) -> str:
@@ -57,6 +60,8 @@ def bundle_call(bundle_type: str, fn: BundleHandler) -> Callable[[Job], Any]:
             raise InvalidPayloadError(
                 f"payload of bundle completion job type {job.type!r} is invalid: {exc}"
             ) from None
+        if payload.bundle is not None:
+            return fn(payload.bundle)
         database = current_job_context()._database
         if database is None:
             raise RuntimeError(

@@ -10,7 +10,7 @@ that wakes up after its job was reclaimed cannot overwrite the newer attempt.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -128,9 +128,10 @@ class WorkerDatabase(Protocol):
         None after the notification connection reconnects. None stops the calls."""
         ...
 
-    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
-        """Record durably that bundles of these types have a completion handler, so the
-        transaction that stops a bundle's last job also enqueues its completion job."""
+    def declare_bundle_handlers(self, handlers: Mapping[str, int]) -> None:
+        """Record durably that bundles of these types have a completion handler (each with
+        the ``max_retry_count`` of its completion jobs) and that a worker serves them now,
+        so the transaction that stops a bundle's last job also enqueues its completion job."""
         ...
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:

@@ -11,7 +11,13 @@ from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
 from jobworker._pool import WorkerPool
 from jobworker._queue_plan import QueueSpec
-from jobworker._registry import AfterJobHook, BeforeJobHook, Registry, RetryScheduler
+from jobworker._registry import (
+    DEFAULT_BUNDLE_HANDLER_RETRIES,
+    AfterJobHook,
+    BeforeJobHook,
+    Registry,
+    RetryScheduler,
+)
 from jobworker._schedules import Schedule
 from jobworker._settings import Duration, SettingsChanges, WorkerSettings
 
@@ -86,16 +92,25 @@ def register_bundle_handler(
     *,
     timeout: Duration | None = None,
     max_concurrency: int | None = None,
+    max_retry_count: int = DEFAULT_BUNDLE_HANDLER_RETRIES,
 ) -> None:
     """Run ``fn(bundle)`` once per completed bundle; see :meth:`Registry.register_bundle_handler`."""
-    _registry.register_bundle_handler(bundle_type, fn, timeout=timeout, max_concurrency=max_concurrency)
+    _registry.register_bundle_handler(
+        bundle_type, fn, timeout=timeout, max_concurrency=max_concurrency, max_retry_count=max_retry_count
+    )
 
 
 def bundle_handler(
-    bundle_type: str, *, timeout: Duration | None = None, max_concurrency: int | None = None
+    bundle_type: str,
+    *,
+    timeout: Duration | None = None,
+    max_concurrency: int | None = None,
+    max_retry_count: int = DEFAULT_BUNDLE_HANDLER_RETRIES,
 ) -> Callable[[F], F]:
     """Decorator form of :func:`register_bundle_handler`."""
-    return _registry.bundle_handler(bundle_type, timeout=timeout, max_concurrency=max_concurrency)
+    return _registry.bundle_handler(
+        bundle_type, timeout=timeout, max_concurrency=max_concurrency, max_retry_count=max_retry_count
+    )
 
 
 def register_periodic(

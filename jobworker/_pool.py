@@ -136,9 +136,9 @@ class WorkerPool:
             handlers = self._registry.handlers()
             if not handlers:
                 logger.warning("starting worker threads with no job types registered")
-            bundle_types = self._registry.bundle_types()
-            if bundle_types:
-                database.declare_bundle_handlers(bundle_types)
+            bundle_handlers = self._registry.bundle_handler_retries()
+            if bundle_handlers:
+                database.declare_bundle_handlers(bundle_handlers)
             session = Session(
                 self._name, n, database, self._registry, handlers, settings, self._report, poll, plan
             )

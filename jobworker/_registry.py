@@ -67,6 +67,10 @@ def _check_limits(timeout: Duration | None, max_concurrency: int | None) -> time
         raise RegistrationError(str(exc)) from exc
 
 
+#: Retries of a bundle completion job unless its registration says otherwise.
+DEFAULT_BUNDLE_HANDLER_RETRIES = 3
+
+
 class Registry:
     """Job types and their handlers, hooks and retry schedulers. Thread-safe.
 
@@ -79,6 +83,7 @@ class Registry:
         self._lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
         self._bundle_types: dict[str, str] = {}  # completion job type -> bundle type
+        self._bundle_retries: dict[str, int] = {}  # bundle type -> completion job max_retry_count
         self._before: dict[str | None, list[BeforeJobHook]] = {}
         self._after: dict[str | None, list[AfterJobHook]] = {}
         self._schedulers: dict[str, RetryScheduler] = {}
@@ -178,26 +183,48 @@ class Registry:
         *,
         timeout: Duration | None = None,
         max_concurrency: int | None = None,
+        max_retry_count: int = DEFAULT_BUNDLE_HANDLER_RETRIES,
     ) -> None:
         """Run ``fn(bundle)`` exactly once per completed bundle of ``bundle_type``, on one
-        worker, even if none ran when the bundle completed (retry rules of a job apply).
+        worker, even if none ran when the bundle completed (retry rules of a job apply,
+        with ``max_retry_count`` retries).
 
-        Registers a job handler for the type ``BUNDLE_JOB_PREFIX + bundle_type``; a
-        starting pool declares the bundle type to the database. Raises
-        RegistrationError when that job type would exceed 100 characters.
+        ``fn`` gets the bundle as it was when its last job stopped (the completion job
+        carries it, so a bundle deleted since, for example by a go-jobqueue listener,
+        still reaches the handler). Registers a job handler for the type
+        ``BUNDLE_JOB_PREFIX + bundle_type``; a starting pool declares the bundle type
+        and retry count to the database (``jobqueue bundle-handlers`` lists and removes
+        declarations). Raises RegistrationError when that job type would exceed 100
+        characters or ``max_retry_count`` is not an int >= 0.
         """
         job_type = bundle_job_type(bundle_type)
         _check_callable(fn, "fn")
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, bundle_call(bundle_type, fn), limit, max_concurrency), bundle_type)
+        if isinstance(max_retry_count, bool) or not isinstance(max_retry_count, int) or max_retry_count < 0:
+            raise RegistrationError(f"max_retry_count must be an int >= 0, got {max_retry_count!r}")
+        handler = Handler(job_type, fn, bundle_call(bundle_type, fn), limit, max_concurrency)
+        self._add(handler, bundle_type)
+        with self._lock:
+            self._bundle_retries[bundle_type] = max_retry_count
 
     def bundle_handler(
-        self, bundle_type: str, *, timeout: Duration | None = None, max_concurrency: int | None = None
+        self,
+        bundle_type: str,
+        *,
+        timeout: Duration | None = None,
+        max_concurrency: int | None = None,
+        max_retry_count: int = DEFAULT_BUNDLE_HANDLER_RETRIES,
     ) -> Callable[[F], F]:
         """Decorator form of :meth:`register_bundle_handler`."""
 
         def decorate(fn: F) -> F:
-            self.register_bundle_handler(bundle_type, fn, timeout=timeout, max_concurrency=max_concurrency)
+            self.register_bundle_handler(
+                bundle_type,
+                fn,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
+                max_retry_count=max_retry_count,
+            )
             return fn
 
         return decorate
@@ -229,7 +256,9 @@ class Registry:
             self._check_not_running("unregister job types", ", ".join(map(repr, job_types)))
             for job_type in job_types:
                 self._handlers.pop(job_type, None)
-                self._bundle_types.pop(job_type, None)
+                bundle_type = self._bundle_types.pop(job_type, None)
+                if bundle_type is not None:
+                    self._bundle_retries.pop(bundle_type, None)
                 self._before.pop(job_type, None)
                 self._after.pop(job_type, None)
                 self._schedulers.pop(job_type, None)
@@ -260,6 +289,12 @@ class Registry:
         """The bundle types that have a durable handler, sorted."""
         with self._lock:
             return sorted(self._bundle_types.values())
+
+    def bundle_handler_retries(self) -> dict[str, int]:
+        """The bundle types that have a durable handler, each with the ``max_retry_count``
+        of its completion jobs."""
+        with self._lock:
+            return dict(sorted(self._bundle_retries.items()))
 
     # -- hooks and retry schedulers ---------------------------------------------------------
 

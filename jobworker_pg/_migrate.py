@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,10 +60,40 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from jobqueue import DatabaseError, InvalidJobError
+from jobworker_pg._catalog import (
+    SCHEMA,
+    Catalog,
+    SchemaMismatchError,
+    catalog_differences,
+    schema_catalog,
+)
 from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._extras import require
-from jobworker_pg._schema import _INSTALL_LOCK_KEY, schema_sql
+from jobworker_pg._schema import (
+    _INSTALL_LOCK_KEY,
+    VERSION_TABLE,
+    VERSION_TABLE_SCHEMA,
+    identify_revision,
+)
+
+__all__ = [  # also what tests and revision modules import from here
+    "SCHEMA",
+    "VERSION_TABLE",
+    "VERSION_TABLE_SCHEMA",
+    "Catalog",
+    "SchemaMismatchError",
+    "alembic_config",
+    "catalog_differences",
+    "current_revision",
+    "downgrade",
+    "migrate",
+    "migrations_location",
+    "run_environment",
+    "run_sql_file",
+    "schema_catalog",
+    "sqlalchemy_url",
+]
 
 # SQLAlchemy and alembic are imported where they are used: together they cost about a
 # second, which importing jobworker_pg (which re-exports migrate) should not.
@@ -81,35 +110,13 @@ def _require_alembic() -> None:
     require("sqlalchemy", "migrations", "jobqueue migrate (alembic)")
 
 
-SCHEMA = "worker"
-# In public, not in worker: alembic creates the version table before revision 1 creates the
-# schema, and the downgrade to base drops the schema and then deletes from the version table.
-# public is where alembic keeps a user's own alembic_version by default, so ours sits beside it.
-VERSION_TABLE = "jobqueue_alembic_version"
-VERSION_TABLE_SCHEMA = "public"
-
 # Config.attributes keys understood by run_environment().
 _CONNECTION = "connection"
 _ADOPT = "jobqueue_adopt_installed_schema"
-# Where the current schema is built (and rolled back) to compare an unversioned install with.
-_SCRATCH_SCHEMA = "jobqueue_migrate_check"
-# What moves worker.sql into the scratch schema: the schema it creates and the names it
-# qualifies (in code and in literals like 'worker.job'::regclass); other text keeps "worker".
-_CREATE_SCHEMA = re.compile(r"(\bschema\s+(?:if\s+not\s+exists\s+)?)worker\b", re.IGNORECASE)
-_QUALIFIED = re.compile(r"\bworker(?=\.)")
-
 # alembic's ``context`` and ``op`` are process-wide module proxies: one alembic command at a
 # time per process (other processes wait on the advisory lock instead). Re-entrant, for a
 # migrate() called from inside another.
 _ALEMBIC_LOCK = threading.RLock()
-
-# A catalog: section name -> sorted rows, each row one line of text.
-Catalog = dict[str, list[str]]
-
-
-class SchemaMismatchError(DatabaseError):
-    """The database has a ``worker`` schema with no migration history that is not the schema
-    of this version of pg-jobqueue, so it cannot be stamped; nothing was changed."""
 
 
 def migrations_location() -> str:
@@ -278,11 +285,11 @@ def _run_online(connection: sa.Connection, *, adopt: bool) -> None:
         connection.execute(sa.text("select pg_advisory_xact_lock(:key)"), {"key": _INSTALL_LOCK_KEY})
         migration_context = context.get_context()
         if adopt and not migration_context.get_current_heads() and _schema_exists(connection, SCHEMA):
-            _check_is_current_schema(_driver_connection(connection))
-            migration_context.stamp(context.script, "heads")
+            revision = identify_revision(_driver_connection(connection))
+            migration_context.stamp(context.script, revision)
             logger.info(
-                "the worker schema (installed without migrations) is current: stamped %s",
-                context.script.get_current_head(),
+                "the worker schema (installed without migration history) is at %s: stamped",
+                revision,
                 extra={"action": "migrate_stamp"},
             )
         context.run_migrations()
@@ -360,132 +367,3 @@ def _schema_exists(connection: sa.Connection, schema: str) -> bool:
 
     found = connection.execute(sa.text("select 1 from pg_namespace where nspname = :s"), {"s": schema})
     return found.first() is not None
-
-
-def _check_is_current_schema(conn: psycopg.Connection[Any]) -> None:
-    """Raise SchemaMismatchError unless the ``worker`` schema is what worker.sql builds."""
-    differences = catalog_differences(
-        schema_catalog(conn, SCHEMA), _current_schema_catalog(conn), "the database", "this version"
-    )
-    if differences:
-        shown = "\n  ".join(line[:300] for line in differences[:10])
-        more = f"\n  ... and {len(differences) - 10} more" if len(differences) > 10 else ""
-        raise SchemaMismatchError(
-            "the worker schema has no migration history and differs from the schema of this "
-            f"version of pg-jobqueue, so it cannot be stamped:\n  {shown}{more}\n"
-            "Bring it up to date with install_schema() if that is enough, or stamp the matching "
-            f"revision yourself (alembic stamp, version table {VERSION_TABLE_SCHEMA}.{VERSION_TABLE})."
-        )
-
-
-def _current_schema_catalog(conn: psycopg.Connection[Any]) -> Catalog:
-    """The catalog worker.sql builds on this server: built in a scratch schema, rolled back."""
-    sql_text = _CREATE_SCHEMA.sub(rf"\1{_SCRATCH_SCHEMA}", schema_sql())
-    sql_text = _QUALIFIED.sub(_SCRATCH_SCHEMA, sql_text)
-    conn.execute(f"savepoint {_SCRATCH_SCHEMA}")
-    try:
-        conn.execute(sql_text.encode())
-        catalog = schema_catalog(conn, _SCRATCH_SCHEMA)
-    finally:
-        conn.execute(f"rollback to savepoint {_SCRATCH_SCHEMA}")
-        conn.execute(f"release savepoint {_SCRATCH_SCHEMA}")
-    return {
-        section: [row.replace(_SCRATCH_SCHEMA, SCHEMA) for row in rows] for section, rows in catalog.items()
-    }
-
-
-# One query per section; each selects one text column, in the schema given as %(schema)s.
-# Owners and privileges are left out: they depend on who ran the SQL, not on the SQL.
-_CATALOG_QUERIES: dict[str, str] = {
-    "relations": """
-        select concat_ws(' | ', c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.reloptions::text)
-        from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = %(schema)s and c.relkind not in ('i', 'I')""",
-    "columns": """
-        select concat_ws(' | ', c.relname,
-                         row_number() over (partition by c.oid order by a.attnum), a.attname,
-                         format_type(a.atttypid, a.atttypmod),
-                         case when a.attnotnull then 'not null' else 'null' end,
-                         pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
-                         case when a.attcollation <> 0 then a.attcollation::regcollation::text end)
-        from pg_attribute a
-        join pg_class c on c.oid = a.attrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-        where n.nspname = %(schema)s and c.relkind not in ('i', 'I', 'S') and a.attnum > 0
-          and not a.attisdropped""",
-    "indexes": """
-        select concat_ws(' | ', pg_get_indexdef(i.indexrelid), i.indisvalid)
-        from pg_index i join pg_class c on c.oid = i.indexrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = %(schema)s""",
-    "constraints": """
-        select concat_ws(' | ', coalesce(c.relname, t.typname), con.conname, con.contype,
-                         pg_get_constraintdef(con.oid), con.convalidated)
-        from pg_constraint con join pg_namespace n on n.oid = con.connamespace
-        left join pg_class c on c.oid = con.conrelid
-        left join pg_type t on t.oid = con.contypid
-        where n.nspname = %(schema)s""",
-    "functions": """
-        select case when p.prokind = 'a' then 'aggregate ' || p.oid::regprocedure::text
-                    else pg_get_functiondef(p.oid) end
-        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = %(schema)s""",
-    "triggers": """
-        select concat_ws(' | ', pg_get_triggerdef(t.oid), t.tgenabled)
-        from pg_trigger t join pg_class c on c.oid = t.tgrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = %(schema)s and not t.tgisinternal""",
-    "views": """
-        select concat_ws(' | ', c.relname, pg_get_viewdef(c.oid))
-        from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = %(schema)s and c.relkind in ('v', 'm')""",
-    "sequences": """
-        select concat_ws(' | ', c.relname, format_type(s.seqtypid, null), s.seqstart, s.seqincrement,
-                         s.seqmin, s.seqmax, s.seqcache, s.seqcycle)
-        from pg_sequence s join pg_class c on c.oid = s.seqrelid
-        join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = %(schema)s""",
-    "types": """
-        select concat_ws(' | ', t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod),
-                         t.typnotnull, t.typdefault,
-                         (select string_agg(e.enumlabel, ',' order by e.enumsortorder)
-                          from pg_enum e where e.enumtypid = t.oid))
-        from pg_type t join pg_namespace n on n.oid = t.typnamespace
-        where n.nspname = %(schema)s and t.typtype in ('e', 'd', 'r', 'm')""",
-    "policies": """
-        select concat_ws(' | ', tablename, policyname, permissive, roles::text, cmd, qual, with_check)
-        from pg_policies where schemaname = %(schema)s""",
-    "rules": """
-        select concat_ws(' | ', tablename, rulename, definition)
-        from pg_rules where schemaname = %(schema)s""",
-    "comments": """
-        select pg_describe_object(d.classoid, d.objoid, d.objsubid) || ': ' || d.description
-        from pg_description d
-        where d.objoid >= 16384
-          and pg_describe_object(d.classoid, d.objoid, d.objsubid)
-              ~ ('^schema ' || %(schema)s || '$|\\m' || %(schema)s || '\\.')""",
-}
-
-
-def schema_catalog(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Catalog:
-    """Everything that defines ``schema``, as sorted lines of text per section: relations,
-    columns (in order, with type, nullability and default), indexes, constraints, functions
-    (pg_get_functiondef), triggers (pg_get_triggerdef), views, sequences, types, policies,
-    rules and comments. Two databases have the same schema when their catalogs are equal."""
-    exists = conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone()
-    catalog: Catalog = {"schema": [schema] if exists else []}
-    for section, query in _CATALOG_QUERIES.items():
-        rows = conn.execute(query, {"schema": schema}).fetchall()
-        catalog[section] = sorted(str(row[0]) for row in rows)
-    return catalog
-
-
-def catalog_differences(a: Catalog, b: Catalog, a_name: str = "a", b_name: str = "b") -> list[str]:
-    """One line per row that is in only one of two catalogs; empty when they are equal."""
-    lines: list[str] = []
-    for section in sorted(a.keys() | b.keys()):
-        rows_a, rows_b = set(a.get(section, [])), set(b.get(section, []))
-        lines += [f"{section}: only in {a_name}: {row}" for row in sorted(rows_a - rows_b)]
-        lines += [f"{section}: only in {b_name}: {row}" for row in sorted(rows_b - rows_a)]
-    return lines

@@ -7,10 +7,10 @@ import logging
 import selectors
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, LiteralString, TypeVar
+from typing import Any, LiteralString, NamedTuple, TypeVar
 from uuid import UUID, uuid4
 
 import psycopg
@@ -55,6 +55,18 @@ from jobworker_pg._queries import q
 from jobworker_pg._rows import bundle_from_rows, job_from_row
 
 logger = logging.getLogger(__name__)
+
+
+class BundleHandlerInfo(NamedTuple):
+    """A declared bundle handler (worker.bundle_handler) as ``jobqueue bundle-handlers`` lists it."""
+
+    bundle_type: str
+    max_retry_count: int
+    registered_at: datetime
+    last_seen_at: datetime
+    #: Its completion jobs not stopped yet (waiting, running or retrying).
+    pending_jobs: int
+
 
 T = TypeVar("T")
 
@@ -718,14 +730,28 @@ class PostgresService:
             row = conn.execute(q("seconds_until_next_job"), {"types": list(job_types)}).fetchone()
         return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
-    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
-        """WorkerDatabase: record bundle types that have a durable completion handler."""
-        if not bundle_types:
+    def declare_bundle_handlers(self, handlers: Mapping[str, int]) -> None:
+        """WorkerDatabase: record bundle types that have a durable completion handler, with
+        the retries of their completion jobs; refreshes ``last_seen_at``."""
+        if not handlers:
             return
-        self._write(
-            "declare_bundle_handlers",
-            lambda c: c.execute(q("declare_bundle_handlers"), {"bundle_types": list(bundle_types)}),
+        params = {"bundle_types": list(handlers), "max_retry_counts": list(handlers.values())}
+        self._write("declare_bundle_handlers", lambda c: c.execute(q("declare_bundle_handlers"), params))
+
+    def list_bundle_handlers(self) -> list[BundleHandlerInfo]:
+        """The declared bundle handlers (``jobqueue bundle-handlers``), by bundle type."""
+        with self._connection("list_bundle_handlers") as conn:
+            rows = conn.execute(q("list_bundle_handlers")).fetchall()
+        return [BundleHandlerInfo(*row) for row in rows]
+
+    def remove_bundle_handler(self, bundle_type: str) -> bool:
+        """Forget a bundle handler declaration: bundles of ``bundle_type`` stop enqueuing
+        completion jobs (until a worker that registers it starts again). False if unknown."""
+        row = self._write(
+            "remove_bundle_handler",
+            lambda c: c.execute(q("remove_bundle_handler"), {"bundle_type": bundle_type}).fetchone(),
         )
+        return row is not None
 
     # -- periodic jobs: the worker's side (see jobworker._periodic) ----------------------
 

@@ -90,7 +90,7 @@ def _drain_registered(
     raise_errors: bool,
     max_jobs: int,
 ) -> list[Job]:
-    svc.declare_bundle_handlers(reg.bundle_types())
+    svc.declare_bundle_handlers(reg.bundle_handler_retries())
     job_timeout = jobworker.default_pool().settings.job_timeout
     report = ErrorReporter()
     ran: list[Job] = []

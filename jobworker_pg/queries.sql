@@ -64,31 +64,72 @@ left join worker.job j on j.bundle_id = b.id
 where b.id = %(id)s
 order by j.created_at, j.id
 
--- delete_job: delete one job (its bundle counts it stopped if it was not)
-delete from worker.job where id = %(id)s returning id
+-- delete_job: delete one job; its bundle counts it stopped if it was not, so the bundle can still complete (go-jobqueue's DeleteJob does not count it)
+with deleted as (
+    delete from worker.job where id = %(id)s returning id, bundle_id, stopped_at
+), counted as (
+    update worker.job_bundle b
+    set num_jobs_stopped = b.num_jobs_stopped + 1, updated_at = now()
+    from deleted d
+    where b.id = d.bundle_id and d.stopped_at is null
+)
+select id from deleted
 
 -- delete_bundle: delete a bundle; its jobs go with it (on delete cascade)
 delete from worker.job_bundle where id = %(id)s returning id
 
--- reset_jobs: make jobs run again from scratch; clearing claim_token voids a running attempt
-update worker.job
+-- reset_jobs: make jobs run again from scratch; clearing claim_token voids a running attempt; each stopped job leaves its bundle's count (as go-jobqueue's ResetJobs)
+with bundles as (
+    -- Bundles first, in id order, as save_outcomes locks them: no deadlock between the two.
+    select b.id from worker.job_bundle b
+    where b.id in (select bundle_id from worker.job where id = any(%(ids)s::uuid[]))
+    order by b.id
+    for update of b
+), jobs as (
+    -- Locked, so a job that stops while we wait is seen stopped (and counted down).
+    select j.id, j.bundle_id, j.stopped_at from worker.job j
+    where j.id = any(%(ids)s::uuid[]) and (select count(*) from bundles) >= 0
+    for update of j
+), counted as (
+    update worker.job_bundle b
+    set num_jobs_stopped = b.num_jobs_stopped - c.n, updated_at = now()
+    from (select bundle_id, count(*) as n from jobs
+          where bundle_id is not null and stopped_at is not null group by bundle_id) c
+    where b.id = c.bundle_id
+)
+update worker.job j
 set start_at = null, started_at = null, worker_alive_at = null, stopped_at = null,
     error_msg = null, error_data = null, result = null, current_retry_count = 0,
     attempt = 0, claim_token = null, cancelled_at = null, updated_at = now()
-where id = any(%(ids)s::uuid[])
-returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-          start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-          queue, meta, timeout, concurrency_key
+from jobs
+where j.id = jobs.id
+returning j.id, j.bundle_id, j.type, j.payload, j.priority, j.origin, j.max_retry_count,
+          j.current_retry_count, j.start_at, j.started_at, j.worker_alive_at, j.stopped_at,
+          j.error_msg, j.error_data, j.result, j.updated_at, j.created_at, j.attempt, j.errors,
+          j.cancelled_at, j.claim_token, j.unique_key, j.scheduled_for,
+          j.queue, j.meta, j.timeout, j.concurrency_key
 
--- cancel_job: stop a job that is not running; it never runs and counts as stopped in its bundle
-update worker.job
-set stopped_at = now(), cancelled_at = now(), error_msg = 'job cancelled', updated_at = now()
-where id = %(id)s and started_at is null and stopped_at is null
-returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-          start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-          updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-          queue, meta, timeout, concurrency_key
+-- cancel_job: stop a job that is not running; it never runs (started_at set: go-jobqueue's claim looks at nothing else), keeps no retries (its startup reaper resets failed jobs with retries left) and counts as stopped in its bundle
+with cancelled as (
+    update worker.job
+    set started_at = now(), stopped_at = now(), cancelled_at = now(), error_msg = 'job cancelled',
+        current_retry_count = max_retry_count, updated_at = now()
+    where id = %(id)s and started_at is null and stopped_at is null
+    returning id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+              start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+              updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+              queue, meta, timeout, concurrency_key
+), counted as (
+    update worker.job_bundle b
+    set num_jobs_stopped = b.num_jobs_stopped + 1, updated_at = now()
+    from cancelled c
+    where b.id = c.bundle_id
+)
+select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
+       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
+       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
+       queue, meta, timeout, concurrency_key
+from cancelled
 
 -- status_by_type: job counts per type and state (the states of jobqueue.JobState)
 select type,
@@ -349,7 +390,7 @@ select id, bundle_id, type, payload, priority, origin, max_retry_count, current_
 from worker.job
 where claim_token = any(%(tokens)s::uuid[]) and started_at is not null and stopped_at is null
 
--- save_outcomes: end many attempts in one statement; only rows whose claim token is unchanged
+-- save_outcomes: end many attempts in one statement; only rows whose claim token is unchanged; stopped bundle jobs count in their bundle here (as go-jobqueue's SetJobResult/SetJobError)
 with locked_bundles as (
     -- Stopping a bundle's job moves the bundle's counter. With lock_bundles (some outcome stops
     -- a bundle job) those bundles are locked first, in id order, so that concurrent writers
@@ -359,7 +400,7 @@ with locked_bundles as (
     where %(lock_bundles)s and b.id in (select bundle_id from worker.job where id = any(%(ids)b::uuid[]))
     order by b.id
     for update of b
-)
+), ended as (
 update worker.job j
 -- 'retry' and 'snooze' make the job available again after retry_delay; a snooze (jobworker.Snooze)
 -- gives its attempt back and keeps the job's error, noting itself in the history only.
@@ -368,7 +409,9 @@ set stopped_at = case when o.kind in ('retry', 'snooze') then null else now() en
     claim_token = case when o.kind in ('retry', 'snooze') then null else j.claim_token end,
     start_at = case when o.kind in ('retry', 'snooze') then now() + make_interval(secs => o.retry_delay)
                     else j.start_at end,
+    -- A failure for good keeps no retries, as go-jobqueue's SetJobError leaves it.
     current_retry_count = case when o.kind = 'retry' then least(j.attempt, j.max_retry_count)
+                               when o.kind = 'failed' then j.max_retry_count
                                else j.current_retry_count end,
     attempt = case when o.kind = 'snooze' then j.attempt - 1 else j.attempt end,
     result = o.result::jsonb,
@@ -390,7 +433,15 @@ where j.id = o.id and j.claim_token = o.token
   -- outcome with every running job, or walk job_running_idx (a dead entry per job ever run).
   and (j.stopped_at is null and j.started_at is not null or o.id is null)
   and (select count(*) from locked_bundles) >= 0  -- an init plan: the locks come before any change
-returning j.id
+returning j.id, j.bundle_id, j.stopped_at is not null as stopped
+), counted as (
+    update worker.job_bundle b
+    set num_jobs_stopped = b.num_jobs_stopped + c.n, updated_at = now()
+    from (select bundle_id, count(*) as n from ended
+          where stopped and bundle_id is not null group by bundle_id) c
+    where b.id = c.bundle_id
+)
+select id from ended
 
 -- heartbeat: mark this process's claims alive in one statement (input sorted by id: fixed lock order)
 update worker.job j
@@ -429,7 +480,7 @@ reaped as (
         started_at = case when j.attempt > j.max_retry_count then j.started_at end,
         claim_token = null,
         start_at = case when j.attempt > j.max_retry_count then j.start_at else null end,
-        current_retry_count = case when j.attempt > j.max_retry_count then j.current_retry_count
+        current_retry_count = case when j.attempt > j.max_retry_count then j.max_retry_count
                                    else least(j.attempt, j.max_retry_count) end,
         error_msg = 'worker lost: no heartbeat for ' || %(dead_for)s::float8 || ' s during attempt ' || j.attempt,
         error_data = jsonb_build_object('type', 'WorkerLost',
@@ -442,7 +493,14 @@ reaped as (
         updated_at = now()
     from dead
     where j.id = dead.id
-    returning j.id, j.type, j.stopped_at is not null as failed
+    returning j.id, j.type, j.bundle_id, j.stopped_at is not null as failed
+), counted as (
+    -- A job failed for good counts in its bundle, as every stop does.
+    update worker.job_bundle b
+    set num_jobs_stopped = b.num_jobs_stopped + c.n, updated_at = now()
+    from (select bundle_id, count(*) as n from reaped
+          where failed and bundle_id is not null group by bundle_id) c
+    where b.id = c.bundle_id
 )
 select id, type, failed from reaped
 
@@ -452,10 +510,21 @@ from worker.job
 where started_at is null and stopped_at is null and start_at > now()
   and type = any(%(types)s::text[])
 
--- declare_bundle_handlers: remember bundle types with a durable completion handler
-insert into worker.bundle_handler (bundle_type)
-select unnest(%(bundle_types)s::text[])
-on conflict (bundle_type) do nothing
+-- declare_bundle_handlers: remember bundle types with a durable completion handler, the retries of their completion jobs, and that a worker serves them now
+insert into worker.bundle_handler (bundle_type, max_retry_count)
+select * from unnest(%(bundle_types)s::text[], %(max_retry_counts)s::integer[])
+on conflict (bundle_type) do update
+set max_retry_count = excluded.max_retry_count, last_seen_at = now()
+
+-- list_bundle_handlers: the declared bundle handlers with their completion jobs not yet stopped, for `jobqueue bundle-handlers`
+select h.bundle_type, h.max_retry_count, h.registered_at, h.last_seen_at,
+       (select count(*) from worker.job j
+        where j.type = 'jobqueue.bundle:' || h.bundle_type and j.stopped_at is null)
+from worker.bundle_handler h
+order by h.bundle_type
+
+-- remove_bundle_handler: forget a bundle handler no worker serves any more: its bundles stop enqueuing completion jobs
+delete from worker.bundle_handler where bundle_type = %(bundle_type)s returning bundle_type
 
 -- open_transaction: a no-op statement that makes psycopg begin the caller's implicit transaction, so the savepoint after it joins that transaction
 select 1

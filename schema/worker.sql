@@ -1,11 +1,16 @@
 -- pg-jobqueue: the `worker` schema, compatible with go-jobqueue.
 --
--- This file is the source of truth; the alembic migrations in migrations/ execute it.
--- It is idempotent: running it again on an installed database changes nothing.
+-- This file is the source of truth for a new database: install_schema runs it there.
+-- The migrations build the same schema step by step: revision jobqueue_0001 runs a
+-- frozen copy of this file as of pg-jobqueue 0.1.0, each later revision one delta
+-- (migrations/versions/sql/); install_schema runs those deltas on an older database.
+-- tests/test_migrations.py proves that this file and the chain build identical catalogs.
 -- Works on PostgreSQL 13 and newer (gen_random_uuid() is built in from 13).
 --
--- Additions to go-jobqueue's columns are all nullable or defaulted, so a
--- go-jobqueue process keeps working against the same tables.
+-- Additions to go-jobqueue's columns are all nullable or defaulted, and bundles are
+-- counted where go-jobqueue counts them (in the statements that stop, reset, cancel or
+-- delete a job, never in a trigger), so a go-jobqueue process can share the tables:
+-- docs/interop.md says what is proven and how.
 
 create schema if not exists worker;
 
@@ -13,7 +18,7 @@ create table if not exists worker.job_bundle (
     id               uuid primary key,
     type             text not null check (length(type) between 1 and 100),
     origin           text not null check (length(origin) between 1 and 100),
-    num_jobs         integer not null check (num_jobs > 0),
+    num_jobs         integer not null check (num_jobs >= 0),
     num_jobs_stopped integer not null default 0 check (num_jobs_stopped between 0 and num_jobs),
     updated_at       timestamptz not null default now(),
     created_at       timestamptz not null default now()
@@ -150,23 +155,44 @@ create index if not exists queue_start_idx on worker.queue_start (queue, started
 
 -- Bundle types that have a durable completion handler (jobworker.register_bundle_handler):
 -- when such a bundle stops, the same transaction enqueues its completion job.
+-- Each worker that registers a handler refreshes its row when its pool starts (last_seen_at);
+-- `jobqueue bundle-handlers` lists them and removes the ones no worker serves any more.
 create table if not exists worker.bundle_handler (
-    bundle_type   text primary key check (length(bundle_type) between 1 and 84),
-    registered_at timestamptz not null default now()
+    bundle_type     text primary key check (length(bundle_type) between 1 and 84),
+    registered_at   timestamptz not null default now(),
+    -- The completion job's max_retry_count, from the handler's registration.
+    max_retry_count integer not null default 3 check (max_retry_count >= 0),
+    last_seen_at    timestamptz not null default now()
 );
 
--- Notifications and bundle counters -------------------------------------------
+-- A time-ordered id (UUID version 7, like jobqueue.new_id) for jobs made in SQL: 48 bits
+-- of Unix milliseconds over a random UUID, version bits turned from 4 to 7.
+create or replace function worker.new_job_id() returns uuid
+language sql volatile parallel safe as $$
+    select encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+                                          placing substring(int8send(floor(extract(epoch from clock_timestamp())
+                                                                           * 1000)::bigint) from 3)
+                                          from 1 for 6),
+                                  52, 1), 53, 1), 'hex')::uuid
+$$;
+
+-- Notifications -----------------------------------------------------------------
 -- Payloads are go-jobqueue's: {"id", "type", "origin"} (+ "willRetry" on job_stopped).
 -- pg_notify delivers on commit only, so a rolled back change never notifies.
 --
 -- Inserts use a statement-level trigger: a 10,000-row insert sends one
--- job_available notification per job type, not one per row. Updates and
--- deletes use row-level triggers whose WHEN clause is checked without calling
--- any function, so the hot writes (claims, heartbeats) pay nothing for them.
+-- job_available notification per job type, not one per row. Updates use row-level
+-- triggers whose WHEN clause is checked without calling any function, so the hot
+-- writes (claims, heartbeats) pay nothing for them.
+--
+-- Bundle counters are not kept here: the statements that stop, reset, cancel or delete
+-- a job move them (jobworker_pg/queries.sql), as go-jobqueue's own statements do, so
+-- that a job stopped by either library is counted exactly once.
 
 create or replace function worker.notify_job_available_inserted() returns trigger
 language plpgsql as $$
 begin
+    -- Also for jobs scheduled for later: idle pg-jobqueue workers then set their timer.
     perform pg_notify('job_available',
                       json_build_object('id', j.id, 'type', j.type, 'origin', j.origin)::text)
     from (select distinct on (type) id, type, origin
@@ -180,8 +206,11 @@ $$;
 create or replace function worker.on_job_changed_state() returns trigger
 language plpgsql as $$
 begin
-    if new.started_at is null and new.stopped_at is null then
-        -- Available again: a retry, a reset or a reaped job.
+    if new.started_at is null and new.stopped_at is null
+       and (new.start_at is null or new.start_at <= now()) then
+        -- Available again and due: a reset or a reaped job, or a retry with no delay.
+        -- A retry scheduled for later wakes nobody now: the worker that scheduled it
+        -- sets its timer, the others find it at their next claim.
         perform pg_notify('job_available',
                           json_build_object('id', new.id, 'type', new.type, 'origin', new.origin)::text);
     end if;
@@ -193,38 +222,45 @@ begin
                           json_build_object('id', new.id, 'type', new.type, 'origin', new.origin,
                                             'willRetry', new.stopped_at is null)::text);
     end if;
-    if new.bundle_id is not null and (old.stopped_at is null) <> (new.stopped_at is null) then
-        -- A bundle counts its stopped jobs; a job reset after stopping counts down again.
-        update worker.job_bundle
-        set num_jobs_stopped = num_jobs_stopped
-                               + case when new.stopped_at is null then -1 else 1 end,
-            updated_at = now()
-        where id = new.bundle_id;
-    end if;
     return null;
 end
 $$;
 
-create or replace function worker.on_unstopped_job_deleted() returns trigger
+-- Attempts and error history for writers that keep neither (go-jobqueue's claim,
+-- SetJobError and ScheduleRetry): pg-jobqueue's own statements count the attempt and
+-- append the error themselves, so this trigger's WHEN clause never matches them.
+create or replace function worker.on_job_attempt_unrecorded() returns trigger
 language plpgsql as $$
 begin
-    -- A deleted job that had not stopped would keep its bundle open forever: count it
-    -- stopped. (When the bundle itself is being deleted, the update finds no row.)
-    update worker.job_bundle
-    set num_jobs_stopped = num_jobs_stopped + 1, updated_at = now()
-    where id = old.bundle_id;
-    return null;
+    if old.started_at is null then
+        -- A claim that did not count its attempt: go-jobqueue numbers attempts with
+        -- current_retry_count (the retries already made), so this is attempt crc + 1.
+        new.attempt := greatest(old.attempt, old.current_retry_count) + 1;
+    else
+        -- An attempt that failed without its error in the history.
+        new.errors := old.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', old.attempt, 'at', now(),
+            'message', coalesce(new.error_msg, 'failed on a go-jobqueue worker (its error is not kept '
+                                               'when it schedules a retry)'),
+            'type', null));
+    end if;
+    return new;
 end
 $$;
 
 create or replace function worker.on_job_bundle_stopped() returns trigger
 language plpgsql as $$
 begin
-    -- The durable completion job, for bundle types that have a handler.
+    -- The durable completion job, for bundle types that have a handler. Its payload holds
+    -- the bundle as it stopped, jobs included, so the handler needs no bundle row (a
+    -- go-jobqueue listener may delete a stopped bundle at once).
     insert into worker.job (id, type, payload, priority, origin, max_retry_count)
-    select gen_random_uuid(), 'jobqueue.bundle:' || new.type,
-           json_build_object('bundle_id', new.id, 'bundle_type', new.type)::jsonb,
-           0, new.origin, 3
+    select worker.new_job_id(), 'jobqueue.bundle:' || new.type,
+           jsonb_build_object('bundle_id', new.id, 'bundle_type', new.type,
+                              'bundle', to_jsonb(new) || jsonb_build_object('jobs', coalesce(
+                                  (select jsonb_agg(to_jsonb(j) order by j.created_at, j.id)
+                                   from worker.job j where j.bundle_id = new.id), '[]'))),
+           0, new.origin, h.max_retry_count
     from worker.bundle_handler h
     where h.bundle_type = new.type;
 
@@ -256,12 +292,19 @@ begin
             execute function worker.on_job_changed_state();
     end if;
     if not exists (select from pg_trigger
-                   where tgname = 'unstopped_job_deleted' and tgrelid = 'worker.job'::regclass) then
-        create trigger unstopped_job_deleted
-            after delete on worker.job
+                   where tgname = 'job_attempt_unrecorded' and tgrelid = 'worker.job'::regclass) then
+        create trigger job_attempt_unrecorded
+            before update on worker.job
             for each row
-            when (old.bundle_id is not null and old.stopped_at is null)
-            execute function worker.on_unstopped_job_deleted();
+            when ((old.started_at is null and new.started_at is not null and new.stopped_at is null
+                   and new.attempt = old.attempt)
+                  or (old.started_at is not null and old.stopped_at is null
+                      and ((new.stopped_at is not null and new.error_msg is not null
+                            and new.cancelled_at is null)
+                           or (new.started_at is null and new.stopped_at is null
+                               and new.current_retry_count > old.current_retry_count))
+                      and new.errors = old.errors))
+            execute function worker.on_job_attempt_unrecorded();
     end if;
     if not exists (select from pg_trigger
                    where tgname = 'job_bundle_stopped' and tgrelid = 'worker.job_bundle'::regclass) then

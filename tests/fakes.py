@@ -12,7 +12,7 @@ import itertools
 import json
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -50,6 +50,7 @@ class FakeDatabase:
         self.jobs: dict[UUID, Job] = {}
         self.bundles: dict[UUID, JobBundle] = {}
         self.declared_bundle_types: set[str] = set()
+        self.bundle_handler_retries: dict[str, int] = {}  # bundle type -> completion job retries
         self.schedules: dict[str, tuple[PeriodicSpec, ScheduleState]] = {}
         self.wakeup: WakeupCallback | None = None
         # call records
@@ -228,10 +229,15 @@ class FakeDatabase:
         bundle = self.bundles[job.bundle_id]
         bundle.num_jobs_stopped += 1
         if bundle.num_jobs_stopped == bundle.num_jobs and bundle.type in self.declared_bundle_types:
+            # As the database does: the bundle as it stopped travels with the completion job.
+            snapshot = bundle.model_copy(
+                update={"jobs": [j for j in self.jobs.values() if j.bundle_id == bundle.id]}
+            ).model_dump(mode="json")
             completion = new_job(
                 BUNDLE_JOB_PREFIX + bundle.type,
                 bundle.origin,
-                {"bundle_id": str(bundle.id), "bundle_type": bundle.type},
+                {"bundle_id": str(bundle.id), "bundle_type": bundle.type, "bundle": snapshot},
+                max_retry_count=self.bundle_handler_retries[bundle.type],
             )
             stored = completion.model_copy(deep=True)
             stored.created_at = _now()
@@ -316,10 +322,11 @@ class FakeDatabase:
         with self._lock:
             self.wakeup = callback
 
-    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
+    def declare_bundle_handlers(self, handlers: Mapping[str, int]) -> None:
         with self._lock:
             self._maybe_fail("declare_bundle_handlers")
-            self.declared_bundle_types.update(bundle_types)
+            self.declared_bundle_types.update(handlers)
+            self.bundle_handler_retries.update(handlers)
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         with self._lock:

@@ -481,3 +481,14 @@ def test_fastapi_example_enqueues_in_the_request_transaction(db_url: str, svc: P
         proc.wait()
     assert code == 0, out
     assert svc.get_job(UUID(job_id)).result == {"sent_to": "ada@example.com"}
+
+
+def test_bundle_handlers_lists_and_removes_declarations(db_url: str, svc: PostgresService) -> None:
+    assert "no bundle handlers declared" in ok(run_cli("bundle-handlers", url=db_url))
+    svc.declare_bundle_handlers({"report.build": 2})
+    listed = ok(run_cli("bundle-handlers", url=db_url)).splitlines()
+    assert listed[0].split() == ["BUNDLE", "TYPE", "RETRIES", "REGISTERED", "LAST", "SEEN", "PENDING"]
+    assert listed[1].split()[:2] == ["report.build", "2"] and listed[1].split()[-1] == "0"
+    out = ok(run_cli("bundle-handlers", "--remove", "report.build", "--remove", "nope", url=db_url))
+    assert out.splitlines() == ["report.build: removed", "nope: not declared"]
+    assert svc.list_bundle_handlers() == []

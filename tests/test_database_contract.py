@@ -261,7 +261,7 @@ def test_the_reaper_requeues_jobs_with_attempts_left_and_fails_the_others(driver
 def test_a_bundle_with_a_durable_handler_enqueues_one_completion_job_when_its_last_job_stops(
     driver: Driver,
 ) -> None:
-    driver.db.declare_bundle_handlers(["c.bundle"])
+    driver.db.declare_bundle_handlers({"c.bundle": 4})
     bundle = jobqueue.new_job_bundle(
         "c.bundle", "contract", [JobDesc(type="c.t", payload=i, max_retry_count=1) for i in range(2)]
     )
@@ -275,7 +275,13 @@ def test_a_bundle_with_a_durable_handler_enqueues_one_completion_job_when_its_la
     driver.db.save_outcomes([failed(again, OutcomeKind.FAILED)])  # a failure for good stops it
     assert driver.db.get_job_bundle(bundle.id).num_jobs_stopped == 2
     (completion,) = driver.jobs_of_type(BUNDLE_JOB_PREFIX + "c.bundle")
-    assert completion.payload == {"bundle_id": str(bundle.id), "bundle_type": "c.bundle"}
+    assert (completion.payload["bundle_id"], completion.payload["bundle_type"]) == (
+        str(bundle.id),
+        "c.bundle",
+    )
+    stopped = jobqueue.JobBundle.model_validate(completion.payload["bundle"])  # the bundle as it stopped
+    assert (stopped.num_jobs_stopped, sorted(j.payload for j in stopped.jobs)) == (2, [0, 1])
+    assert completion.max_retry_count == 4  # from the declaration
     driver.db.save_outcomes([succeeded(again)])  # a late duplicate counts nothing
     assert driver.db.get_job_bundle(bundle.id).num_jobs_stopped == 2
     assert len(driver.jobs_of_type(BUNDLE_JOB_PREFIX + "c.bundle")) == 1

@@ -30,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 
 from jobworker_pg import install_schema
+from jobworker_pg._chain import head_revision, revision_chain
 from jobworker_pg._migrate import (
     VERSION_TABLE,
     Catalog,
@@ -45,8 +46,7 @@ from jobworker_pg._migrate import (
 )
 from jobworker_pg._schema import _INSTALL_LOCK_KEY
 
-# The newest revision (each feature branch adds one; the chain has a single head).
-HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+HEAD = head_revision()
 
 MakeDb = Callable[[], str]
 
@@ -107,24 +107,22 @@ def test_upgrade_head_builds_the_catalog_of_worker_sql(make_db: MakeDb, installe
     assert current_revision(url) == HEAD
 
 
-def test_upgrade_leaves_only_its_version_table_in_public(make_db: MakeDb) -> None:
+def test_install_and_migrate_leave_the_same_version_table_in_public(make_db: MakeDb) -> None:
     installed, migrated = make_db(), make_db()
     install_schema(installed)
     migrate(migrated)
     public_migrated = catalog(migrated, "public")
     assert any(row.startswith(f"{VERSION_TABLE} |") for row in public_migrated["relations"])
-    without_version_table = {
-        section: [row for row in rows if VERSION_TABLE not in row]
-        for section, rows in public_migrated.items()
-    }
-    assert_same(without_version_table, catalog(installed, "public"))
+    # install_schema records the head revision in alembic's own table, created as alembic does.
+    assert_same(public_migrated, catalog(installed, "public"))
+    assert current_revision(installed) == HEAD
 
 
 @pytest.mark.parametrize(
     "change",
     [
         "alter table worker.job alter column priority set default 1",
-        "alter table worker.job alter column error_msg type varchar(200)",
+        "alter table worker.job alter column origin type varchar(200)",
         "alter table worker.job alter column origin drop not null",
         "alter table worker.job add column extra text",
         "create table worker.extra (id int)",
@@ -250,7 +248,17 @@ def test_migrate_and_install_schema_run_together(make_db: MakeDb, installed_cata
 # --- a database set up by install_schema ----------------------------------------------------
 
 
-def test_migrate_stamps_a_database_set_up_by_install_schema(db_url: str, installed_catalog: Catalog) -> None:
+def forget_revision(url: str) -> None:
+    """Make the database look like worker.sql applied with psql: no recorded revision."""
+    execute(url, f"drop table public.{VERSION_TABLE}")
+
+
+def test_install_schema_records_the_head_revision(db_url: str) -> None:
+    assert current_revision(db_url) == HEAD
+
+
+def test_migrate_stamps_a_database_with_no_recorded_revision(db_url: str, installed_catalog: Catalog) -> None:
+    forget_revision(db_url)
     assert current_revision(db_url) is None
     migrate(db_url)
     assert current_revision(db_url) == HEAD
@@ -261,6 +269,7 @@ def test_migrate_stamps_a_database_set_up_by_install_schema(db_url: str, install
 
 
 def test_migrate_keeps_the_jobs_of_a_database_set_up_by_install_schema(db_url: str) -> None:
+    forget_revision(db_url)
     execute(
         db_url, "insert into worker.job (id, type, payload, origin) values (gen_random_uuid(), 't', '1', 'o')"
     )
@@ -270,8 +279,9 @@ def test_migrate_keeps_the_jobs_of_a_database_set_up_by_install_schema(db_url: s
 
 
 def test_migrate_refuses_an_unversioned_schema_that_differs(db_url: str) -> None:
-    execute(db_url, "alter table worker.job drop column cancelled_at")
-    with pytest.raises(SchemaMismatchError, match="cancelled_at"):
+    forget_revision(db_url)
+    execute(db_url, "alter table worker.job drop column error_data")
+    with pytest.raises(SchemaMismatchError, match="error_data"):
         migrate(db_url)
     assert current_revision(db_url) is None
     assert not exists(db_url, f"public.{VERSION_TABLE}")  # the failed attempt was rolled back
@@ -348,8 +358,10 @@ def test_migrations_location_is_a_script_directory_with_one_head() -> None:
     assert (location / "env.py").is_file()
     script = ScriptDirectory.from_config(alembic_config())
     assert script.get_heads() == [HEAD]
-    revisions = [rev.revision for rev in script.walk_revisions()]  # newest first, one chain
-    assert revisions[0] == HEAD and revisions[-1] == "jobqueue_0001" and len(set(revisions)) == len(revisions)
+    # One chain, the same that install_schema walks (jobworker_pg._chain), from 0001.
+    revisions = [rev.revision for rev in script.walk_revisions()]
+    assert revisions == [r.id for r in reversed(revision_chain())]
+    assert (revisions[0], revisions[-1]) == (HEAD, "jobqueue_0001")
 
 
 def test_alembic_offline_mode_emits_the_sql(make_db: MakeDb, capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,8 +214,8 @@ def test_reaped_bundle_job_moves_the_bundle_counter_once(
 
 
 def test_bundle_with_a_declared_handler_enqueues_its_completion_job(service: PostgresService) -> None:
-    service.declare_bundle_handlers(["report"])
-    service.declare_bundle_handlers(["report"])  # idempotent
+    service.declare_bundle_handlers({"report": 3})
+    service.declare_bundle_handlers({"report": 3})  # idempotent
     bundle = service.add_job_bundle(
         jobqueue.new_job_bundle("report", "cron", [JobDesc(type="p", payload=i) for i in range(2)])
     )
@@ -223,8 +223,17 @@ def test_bundle_with_a_declared_handler_enqueues_its_completion_job(service: Pos
         assert job.claim_token is not None
         service.save_outcomes([Outcome(job.id, job.claim_token, OutcomeKind.SUCCEEDED, 1, result_json="1")])
     (completion,) = service.claim_jobs(["jobqueue.bundle:report"], 5)
-    assert completion.payload == {"bundle_id": str(bundle.id), "bundle_type": "report"}
+    assert {k: completion.payload[k] for k in ("bundle_id", "bundle_type")} == {
+        "bundle_id": str(bundle.id),
+        "bundle_type": "report",
+    }
+    # The bundle as it stopped travels with the job (the bundle row may be gone when it runs).
+    stopped = jobqueue.JobBundle.model_validate(completion.payload["bundle"])
+    assert (stopped.id, stopped.num_jobs, stopped.num_jobs_stopped) == (bundle.id, 2, 2)
+    assert [j.result for j in stopped.jobs] == [1, 1]
     assert completion.origin == "cron"
+    assert completion.max_retry_count == 3
+    assert completion.id.version == 7  # time-ordered, like every other job id
     # Other bundle types get no completion job.
     service.add_job_bundle(jobqueue.new_job_bundle("plain", "o", [JobDesc(type="q", payload=1)]))
     (q,) = service.claim_jobs(["q"], 1)

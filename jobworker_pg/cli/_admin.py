@@ -160,4 +160,44 @@ def delete_finished(state: State, older_than: timedelta | None, bundles: bool) -
         click.echo(f"deleted {count} finished bundle{'s' if count != 1 else ''}")
 
 
-COMMANDS = (migrate, status, jobs, show, retry, cancel, delete, delete_finished)
+@click.command("bundle-handlers")
+@click.option(
+    "--remove",
+    "remove_types",
+    multiple=True,
+    metavar="BUNDLE_TYPE",
+    help="Forget this declaration (repeatable): its bundles stop enqueuing completion jobs.",
+)
+@pass_state
+def bundle_handlers(state: State, remove_types: tuple[str, ...]) -> None:
+    """List the declared durable bundle handlers: completion job retries, when a worker
+    serving each last started (last seen) and its completion jobs not stopped yet. A
+    handler removed from the code stays declared (and its bundles keep enqueuing
+    completion jobs no worker runs) until removed here."""
+    service = state.service()
+    for bundle_type in remove_types:
+        removed = service.remove_bundle_handler(bundle_type)
+        click.echo(f"{bundle_type}: {'removed' if removed else 'not declared'}")
+    if remove_types:
+        return
+    found = service.list_bundle_handlers()
+    if not found:
+        click.echo("no bundle handlers declared")
+        return
+    rows = [("BUNDLE TYPE", "RETRIES", "REGISTERED", "LAST SEEN", "PENDING")]
+    rows += [
+        (
+            h.bundle_type,
+            str(h.max_retry_count),
+            h.registered_at.isoformat(timespec="seconds"),
+            h.last_seen_at.isoformat(timespec="seconds"),
+            str(h.pending_jobs),
+        )
+        for h in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+COMMANDS = (migrate, status, jobs, show, retry, cancel, delete, delete_finished, bundle_handlers)

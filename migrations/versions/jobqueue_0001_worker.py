@@ -14,10 +14,12 @@ revision = "jobqueue_0001"
 down_revision: str | None = None
 branch_labels = ("jobqueue",)
 depends_on: str | None = None
+# The script upgrade() runs; install_schema runs it too (jobworker_pg._chain).
+UPGRADE_SQL = "0001_worker.sql"
 
 
 def upgrade() -> None:
-    run_sql_file(Path(__file__).parent / "sql" / "0001_worker.sql")
+    run_sql_file(Path(__file__).parent / "sql" / UPGRADE_SQL)
 
 
 def downgrade() -> None:

@@ -2,7 +2,7 @@
 worker.job.scheduled_for, and the table worker.schedule.
 
 Revision ID: jobqueue_0003
-Revises: jobqueue_0001
+Revises: jobqueue_0002
 """
 
 from pathlib import Path
@@ -12,13 +12,15 @@ from alembic import op
 from jobworker_pg._migrate import run_sql_file
 
 revision = "jobqueue_0003"
-down_revision: str | None = "jobqueue_0001"
+down_revision: str | None = "jobqueue_0002"
 branch_labels: tuple[str, ...] | None = None
 depends_on: str | None = None
+# The script upgrade() runs; install_schema runs it too (jobworker_pg._chain).
+UPGRADE_SQL = "0003_periodic_unique.sql"
 
 
 def upgrade() -> None:
-    run_sql_file(Path(__file__).parent / "sql" / "0003_periodic_unique.sql")
+    run_sql_file(Path(__file__).parent / "sql" / UPGRADE_SQL)
 
 
 def downgrade() -> None:

@@ -14,10 +14,12 @@ revision = "jobqueue_0004"
 down_revision: str | None = "jobqueue_0003"
 branch_labels: tuple[str, ...] | None = None
 depends_on: str | None = None
+# The script upgrade() runs; install_schema runs it too (jobworker_pg._chain).
+UPGRADE_SQL = "0004_queues.sql"
 
 
 def upgrade() -> None:
-    run_sql_file(Path(__file__).parent / "sql" / "0004_queues.sql")
+    run_sql_file(Path(__file__).parent / "sql" / UPGRADE_SQL)
 
 
 def downgrade() -> None:

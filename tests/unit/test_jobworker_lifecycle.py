@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import pytest
@@ -25,7 +25,7 @@ class _GatedDatabase(FakeDatabase):
         self.claiming = threading.Event()
         self.claim_gate: threading.Event | None = None
 
-    def declare_bundle_handlers(self, bundle_types: Sequence[str]) -> None:
+    def declare_bundle_handlers(self, bundle_types: Mapping[str, int]) -> None:
         self.declaring.set()
         assert self.declare_gate.wait(10)
         super().declare_bundle_handlers(bundle_types)

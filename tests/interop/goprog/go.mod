@@ -1,0 +1,3 @@
+module github.com/pg-jobqueue/interop
+
+go 1.26.0
