@@ -142,10 +142,15 @@ def schema_catalog(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Catal
 
 
 def catalog_differences(a: Catalog, b: Catalog, a_name: str = "a", b_name: str = "b") -> list[str]:
-    """One line per row that is in only one of two catalogs; empty when they are equal."""
-    lines: list[str] = []
+    """One line per row that is in only one of two catalogs; empty when they are equal.
+
+    What ``a`` lacks comes first: one missing column shifts the position of every later one,
+    and the cause should lead a message that is cut short.
+    """
+    missing: list[str] = []
+    extra: list[str] = []
     for section in sorted(a.keys() | b.keys()):
         rows_a, rows_b = set(a.get(section, [])), set(b.get(section, []))
-        lines += [f"{section}: only in {a_name}: {row}" for row in sorted(rows_a - rows_b)]
-        lines += [f"{section}: only in {b_name}: {row}" for row in sorted(rows_b - rows_a)]
-    return lines
+        missing += [f"{section}: only in {b_name}: {row}" for row in sorted(rows_b - rows_a)]
+        extra += [f"{section}: only in {a_name}: {row}" for row in sorted(rows_a - rows_b)]
+    return missing + extra
