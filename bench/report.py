@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.workloads import Result
+from bench.workloads import LATENCY_WORKLOADS, Result
 
 US = "pg-jobqueue"
 
@@ -14,7 +14,7 @@ US = "pg-jobqueue"
 def _value(r: Result | None) -> float | None:
     if r is None or not r.ok:
         return None
-    if r.workload == "W4":
+    if r.workload in LATENCY_WORKLOADS:
         return r.latency_ms.get("p50")
     return r.rate
 
@@ -26,7 +26,7 @@ def _fmt(r: Result | None) -> str:
         return "n/a"
     if not r.ok:
         return "FAILED"
-    if r.workload == "W4":
+    if r.workload in LATENCY_WORKLOADS:
         lm = r.latency_ms
         return f"{lm['p50']:.1f}/{lm['p95']:.1f}/{lm['p99']:.1f}/{lm['max']:.1f} ms"
     unit = "bundles/s" if r.workload == "W6" else "jobs/s"
@@ -37,7 +37,7 @@ def _ratio(us: Result | None, peer: Result | None) -> str:
     a, b = _value(us), _value(peer)
     if a is None or b is None or b == 0:
         return "-"
-    if us is not None and us.workload == "W4":
+    if us is not None and us.workload in LATENCY_WORKLOADS:
         return f"{a - b:+.1f} ms"
     return f"{a / b:.2f}x"
 
@@ -75,6 +75,8 @@ def targets(results: list[Result]) -> list[str]:
     check("W3 c=16 vs pgqueuer", rate(US, "W3c16"), rate("pgqueuer", "W3c16"), 2.0)
     check("W3 c=16 vs floor", rate(US, "W3c16"), rate("floor", "W3c16"), 0.5)
     check("W3 c=1 vs pgqueuer", rate(US, "W3c1"), rate("pgqueuer", "W3c1"), 10.0)
+    check("W3 async c=16 vs pgqueuer", rate(US, "W3a16"), rate("pgqueuer", "W3a16"), 2.0)
+    check("W3 async c=100 vs pgqueuer", rate(US, "W3a100"), rate("pgqueuer", "W3a100"), 2.0)
     check("W2 vs floor", rate(US, "W2"), rate("floor", "W2"), 0.8)
     check("W1 vs floor", rate(US, "W1"), rate("floor", "W1"), 0.9)
     check("W1 with unique keys vs without", rate(f"{US}-unique", "W1"), rate(US, "W1"), 0.85)
@@ -107,7 +109,7 @@ def chart(path: Path, results: list[Result], systems: list[str], workloads: list
     import matplotlib.pyplot as plt
 
     by = {(r.system, r.workload): r for r in results}
-    tput = [w for w in workloads if w != "W4"]
+    tput = [w for w in workloads if w not in LATENCY_WORKLOADS]
     fig, (ax1, ax2) = plt.subplots(
         1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [max(len(tput), 1) * 1.6, 2]}
     )

@@ -15,7 +15,9 @@ from bench.worker import WorkerProcess
 
 logger = logging.getLogger(__name__)
 
-WORKLOADS = ("W1", "W2", "W3c1", "W3c16", "W4", "W5done", "W5backlog", "W6")
+WORKLOADS = ("W1", "W2", "W3c1", "W3c16", "W3a16", "W3a100", "W4", "W5done", "W5backlog", "W6", "W7wait")
+#: Workloads measured as latencies (ms), not rates.
+LATENCY_WORKLOADS = ("W4", "W7wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,9 @@ def run(system: System, workload: str, admin_url: str, sizes: Sizes) -> Result:
     if workload == "W6" and not system.supports_bundles:
         res.ok, res.note = True, "n/a: " + system.why_no_bundles
         return res
+    if workload == "W7wait" and getattr(system, "wait_latency", None) is None:
+        res.ok, res.note = True, "n/a: no API to wait for a job's result"
+        return res
     dbname = f"bench_{system.name.replace('-', '_')}_{workload.lower()}"
     try:
         with fresh_database(admin_url, dbname) as url:
@@ -110,6 +115,9 @@ def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None
     elif workload in ("W3c1", "W3c16"):
         system.preload(url, s.drain, 0)
         _drain(system, url, WorkSpec("drain", 1 if workload == "W3c1" else 16, s.drain), res, 0)
+    elif workload in ("W3a16", "W3a100"):  # async no-op handlers (pgqueuer's and procrastinate's are anyway)
+        system.preload(url, s.drain, 0)
+        _drain(system, url, WorkSpec("drain_async", int(workload[3:]), s.drain), res, 0)
     elif workload == "W5done":
         system.preload(url, s.drain, s.scale)
         before = system.count_succeeded(url)
@@ -119,6 +127,8 @@ def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None
         _drain(system, url, WorkSpec("drain", 16, s.drain), res, 0)
     elif workload == "W4":
         _latency(system, url, s, res)
+    elif workload == "W7wait":
+        _wait_latency(system, url, s, res)
     elif workload == "W6":
         system.preload_bundles(url, s.bundles, s.bundle_size)
         work = _work(system, url, WorkSpec("bundles", 16, s.bundles))
@@ -129,6 +139,29 @@ def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None
         raise ValueError(f"unknown workload {workload}")
 
 
+def _quantiles(seconds: list[float]) -> dict[str, float]:
+    lat = sorted(x * 1000 for x in seconds)
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    return {"p50": q[49], "p95": q[94], "p99": q[98], "max": lat[-1]}
+
+
+def _wait_latency(system: System, url: str, s: Sizes, res: Result) -> None:
+    """W7: one producer adds a no-op job and waits for its result, ``latency_jobs`` times in a
+    row (a worker process of 16 runs them): from the add returning to the wait returning."""
+    proc = WorkerProcess(system.name, url, WorkSpec("wait", 16, s.latency_jobs + 1))  # + a warm-up
+    try:
+        proc.start()
+        t0 = time.perf_counter()
+        seconds = system.wait_latency(url, s.latency_jobs)  # type: ignore[attr-defined]
+        res.seconds = time.perf_counter() - t0
+        proc.result(timeout=120)
+    finally:
+        proc.kill()
+    res.latency_ms = _quantiles(seconds)
+    res.checked = f"{len(seconds)} waits returned"
+    res.ok = len(seconds) >= s.latency_jobs
+
+
 def _latency(system: System, url: str, s: Sizes, res: Result) -> None:
     proc = WorkerProcess(system.name, url, WorkSpec("latency", 16, s.latency_jobs))
     try:
@@ -137,8 +170,6 @@ def _latency(system: System, url: str, s: Sizes, res: Result) -> None:
         work = proc.result(timeout=120)
     finally:
         proc.kill()
-    lat = sorted(x * 1000 for x in work.latencies)
-    q = statistics.quantiles(lat, n=100, method="inclusive")
-    res.latency_ms = {"p50": q[49], "p95": q[94], "p99": q[98], "max": lat[-1]}
-    res.checked = f"{len(lat)} handler starts"
-    res.ok = len(lat) >= s.latency_jobs
+    res.latency_ms = _quantiles(work.latencies)
+    res.checked = f"{len(work.latencies)} handler starts"
+    res.ok = len(work.latencies) >= s.latency_jobs

@@ -1,18 +1,23 @@
-"""FastAPI: enqueue a job inside the request's SQLAlchemy transaction.
+"""FastAPI: enqueue a job inside the request's SQLAlchemy transaction, run it in the app.
 
 The signup endpoint inserts a user and enqueues its welcome email in one
 transaction (``jobqueue.add(job, conn=session)``): both commit, or neither
 does. A duplicate email rolls back, and no email is ever sent for it. Workers
 see the job only after the commit.
 
+The app's lifespan runs a ``jobworker.AsyncWorker`` on the app's own event loop:
+the async handlers of ``signup_jobs`` run inside the app, with the claims,
+heartbeats and reaper of any worker (more worker processes may join:
+``jobqueue worker signup_jobs``). ``GET /jobs/<id>?wait=5`` waits for the job
+with ``jobqueue.wait_for_job_async``, woken by its job_stopped notification.
+
     pip install fastapi uvicorn                      # not dependencies of pg-jobqueue
     export DATABASE_URL="$(jobqueue embedded url)"   # or your postgresql://user:password@host/db
     jobqueue migrate
     cd examples
-    uvicorn fastapi_app:app &                        # the producer
-    jobqueue worker signup_jobs &                    # the worker
+    uvicorn fastapi_app:app &
     curl -X POST localhost:8000/signups -H 'content-type: application/json' -d '{"email": "ada@example.com"}'
-    curl localhost:8000/jobs/<job_id>
+    curl 'localhost:8000/jobs/<job_id>?wait=5'
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import jobqueue
+import jobworker
 from jobworker_pg import init_job_queue
 
 
@@ -76,8 +82,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     url = database_url()
     engine = make_engine(url)
     Base.metadata.create_all(engine)
-    init_job_queue(url)  # the default service for jobqueue.add / get_job
-    yield
+    service = init_job_queue(url)  # the default service for jobqueue.add / get_job
+    async with jobworker.AsyncWorker(service, concurrency=50):  # signup_jobs' handlers, on this loop
+        yield
+    # Leaving the block stopped claiming and finished the running jobs.
     jobqueue.close()
     engine.dispose()
 
@@ -114,9 +122,16 @@ def signup(body: SignupIn, session: SessionDep) -> SignupOut:
 
 
 @app.get("/jobs/{job_id}")
-def get_job(job_id: UUID) -> dict[str, Any]:
+async def get_job(job_id: UUID, wait: float = 0) -> dict[str, Any]:
+    """The job; with ``wait`` (seconds), once it has stopped (or as it is when time is up)."""
     try:
-        job = jobqueue.get_job(job_id)
+        if wait > 0:
+            try:
+                job = await jobqueue.wait_for_job_async(job_id, timeout=wait)
+            except jobqueue.WaitTimeoutError:
+                job = await jobqueue.get_job_async(job_id)
+        else:
+            job = await jobqueue.get_job_async(job_id)
     except jobqueue.JobNotFoundError:
         raise HTTPException(status_code=404, detail=f"no job {job_id}") from None
     return {"id": str(job.id), "type": job.type, "state": job.state.value, "result": job.result}

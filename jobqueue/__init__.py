@@ -55,6 +55,7 @@ from jobqueue._errors import (
     NotInitializedError,
     RegistrationError,
     ServiceClosedError,
+    WaitTimeoutError,
 )
 from jobqueue._listeners import (
     JobStoppedEvent,
@@ -82,10 +83,18 @@ from jobqueue._periodic import (
 )
 from jobqueue._queues import DEFAULT_QUEUE, NO_LIMIT, NoLimit, QueueInfo, RateLimit
 from jobqueue._service import Service, ServiceListener, Transaction
+from jobqueue._wait import (
+    DEFAULT_WAIT_POLL_INTERVAL,
+    wait_for_bundle,
+    wait_for_bundle_async,
+    wait_for_job,
+    wait_for_job_async,
+)
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_QUEUE",
+    "DEFAULT_WAIT_POLL_INTERVAL",
     "NO_LIMIT",
     "ORPHANED_AFTER",
     "AttemptError",
@@ -114,6 +123,7 @@ __all__ = [
     "StateCounts",
     "Status",
     "Transaction",
+    "WaitTimeoutError",
     "add",
     "add_async",
     "add_bundle",
@@ -161,4 +171,8 @@ __all__ = [
     "set_job_bundle_of_type_stopped_listener",
     "set_max_payload_bytes",
     "use_service",
+    "wait_for_bundle",
+    "wait_for_bundle_async",
+    "wait_for_job",
+    "wait_for_job_async",
 ]

@@ -10,6 +10,7 @@
     ├── RegistrationError        (also ValueError)   duplicate or late handler registration
     ├── JobFailedError                               a synchronous job's handler failed
     ├── DuplicateJobError                            a unique job exists (on_conflict="raise")
+    ├── WaitTimeoutError         (also TimeoutError) wait_for_job / wait_for_bundle timed out
     └── DatabaseError                                the database failed; original as __cause__
 """
 
@@ -57,6 +58,15 @@ class JobFailedError(JobQueueError):
         super().__init__(f"job {job_id} of type {job_type!r} failed: {message}")
         self.job_type = job_type
         self.job_id = job_id
+
+
+class WaitTimeoutError(JobQueueError, TimeoutError):
+    """A job or bundle did not stop for good within the time ``wait_for_*`` was given."""
+
+    def __init__(self, what: str, id: UUID, timeout: float) -> None:
+        super().__init__(f"{what} {id} did not stop within {timeout:g} s")
+        self.id = id
+        self.timeout = timeout
 
 
 class DatabaseError(JobQueueError):

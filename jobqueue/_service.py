@@ -23,6 +23,10 @@ class ServiceListener(Protocol):
 
     Called on the service's listener thread; keep it quick. Delivered at most
     once per listening process and only after the stopping transaction commits.
+
+    A listener may also have ``on_listening(listen_works: bool)``: the service then
+    calls it after every (re)connect of its notification connection (events may have
+    been missed while it was away), with whether notifications work there at all.
     """
 
     def on_job_stopped(self, job_id: UUID, job_type: str, origin: str, will_retry: bool) -> None:

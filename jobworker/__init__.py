@@ -31,10 +31,15 @@ Without a database, :func:`do_job` runs a job inline (handy in tests):
 Handlers run with at-least-once semantics: an attempt counts when claimed; a
 failed attempt is retried while ``job.attempt <= job.max_retry_count``; a
 handler that overruns its timeout ends the attempt with :class:`JobTimeoutError`.
+``async def`` handlers (and hooks, retry schedulers) run on an event loop beside
+the threads (``start_threads(n, async_concurrency=...)``), or on the application's
+own loop with :class:`AsyncWorker`.
 The pool talks to the database only through :class:`WorkerDatabase`.
 """
 
 from jobworker import retry as retry  # the module jobworker.retry, a public name
+from jobworker._async_runner import DEFAULT_ASYNC_CONCURRENCY
+from jobworker._async_worker import AsyncWorker
 from jobworker._bundles import BundleHandler
 from jobworker._context import JobContext, current_job_context
 from jobworker._database import (
@@ -100,6 +105,7 @@ from jobworker._settings import (
 __all__ = [
     "BUNDLE_JOB_PREFIX",
     "CATCH_UP_GRACE",
+    "DEFAULT_ASYNC_CONCURRENCY",
     "DEFAULT_DEAD_FOR",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_JOB_TIMEOUT",
@@ -108,6 +114,7 @@ __all__ = [
     "MAX_CATCH_UP_TICKS",
     "PERIODIC_ORIGIN",
     "AfterJobHook",
+    "AsyncWorker",
     "BeforeJobHook",
     "BundleHandler",
     "ClaimedJobs",

@@ -11,6 +11,7 @@ Completion jobs enqueued by 0.1.0 carry no ``bundle``: their handler loads it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -19,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from jobqueue import InvalidJobError, Job, JobBundle, RegistrationError
 from jobqueue._constructors import MAX_NAME_LENGTH, check_name
+from jobworker._awaitables import is_async_callable
 from jobworker._context import current_job_context
-from jobworker._database import BUNDLE_JOB_PREFIX
+from jobworker._database import BUNDLE_JOB_PREFIX, WorkerDatabase
 from jobworker._errors import InvalidPayloadError
 
 #: A durable bundle handler: called once with the completed bundle (and its jobs).
@@ -50,24 +52,47 @@ def bundle_job_type(bundle_type: str) -> str:
     return job_type
 
 
+def _read_payload(job: Job) -> _BundlePayload:
+    try:
+        return _BundlePayload.model_validate(job.payload)
+    except ValidationError as exc:
+        raise InvalidPayloadError(
+            f"payload of bundle completion job type {job.type!r} is invalid: {exc}"
+        ) from None
+
+
+def _database_to_load(bundle_type: str, bundle_id: UUID) -> WorkerDatabase:
+    """The database to load a bundle from, for completion jobs that do not carry it (0.1.0's)."""
+    database = current_job_context()._database
+    if database is None:
+        raise RuntimeError(
+            f"bundle handler of {bundle_type!r} needs a database to load bundle "
+            f"{bundle_id}; it cannot run through do_job()"
+        )
+    return database
+
+
 def bundle_call(bundle_type: str, fn: BundleHandler) -> Callable[[Job], Any]:
-    """The job handler of ``bundle_type``'s completion jobs: load the bundle, call ``fn``."""
+    """The job handler of ``bundle_type``'s completion jobs: call ``fn`` with the bundle the job
+    carries (or, for a job without one, the bundle loaded from the database).
+
+    For an ``async def`` fn a bundle to load is loaded on a thread, keeping the event loop free."""
+    if is_async_callable(fn):
+
+        async def call_async(job: Job) -> Any:
+            payload = _read_payload(job)
+            bundle = payload.bundle
+            if bundle is None:
+                database = _database_to_load(bundle_type, payload.bundle_id)
+                bundle = await asyncio.to_thread(database.get_job_bundle, payload.bundle_id)
+            return await fn(bundle)
+
+        return call_async
 
     def call(job: Job) -> Any:
-        try:
-            payload = _BundlePayload.model_validate(job.payload)
-        except ValidationError as exc:
-            raise InvalidPayloadError(
-                f"payload of bundle completion job type {job.type!r} is invalid: {exc}"
-            ) from None
+        payload = _read_payload(job)
         if payload.bundle is not None:
             return fn(payload.bundle)
-        database = current_job_context()._database
-        if database is None:
-            raise RuntimeError(
-                f"bundle handler of {bundle_type!r} needs a database to load bundle "
-                f"{payload.bundle_id}; it cannot run through do_job()"
-            )
-        return fn(database.get_job_bundle(payload.bundle_id))
+        return fn(_database_to_load(bundle_type, payload.bundle_id).get_job_bundle(payload.bundle_id))
 
     return call

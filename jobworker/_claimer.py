@@ -6,7 +6,8 @@ a queue's limit or pause that may have let go) and there is room (an idle
 thread, or with ``prefetch`` a buffer half empty); one ``claim_jobs`` round trip
 per queue then fills every free place it can, the places shared among the
 queues as :mod:`jobworker._queue_plan` says. Job types at their
-``max_concurrency`` are left out.
+``max_concurrency`` are left out. Sync and async job types are claimed
+separately, each up to the free places of its lane (threads, or the event loop's).
 """
 
 from __future__ import annotations
@@ -73,12 +74,17 @@ def plan_claims(
 class _Round:
     """The state of one claim round across its queues."""
 
-    def __init__(self, calls: list[ClaimCall], capped: set[str]) -> None:
-        self.calls = calls
-        self.caps = [call.cap or 0 for call in calls]  # what each capped call may still take
-        self.capped = capped
+    def __init__(self) -> None:
+        self.calls: list[ClaimCall] = []  # the current lane's calls
+        self.caps: list[int] = []  # what each capped call of the lane may still take
+        self.capped: set[str] = set()
         self.more = False  # some call filled its limit: there may be more
         self.retry_in: float | None = None  # soonest time a held-back queue may give more
+
+    def start_lane(self, calls: list[ClaimCall], capped: set[str]) -> None:
+        self.calls = calls
+        self.caps = [call.cap or 0 for call in calls]
+        self.capped |= capped
 
 
 class Claimer:
@@ -104,6 +110,12 @@ class Claimer:
         self._backlogged = backlogged
         self._queues = queues if queues is not None else QueuePlan()
         self._handlers = dict(handlers)
+        # (is_async, handlers) per lane that has job types: each claims up to its own free places.
+        self._lanes = [
+            (is_async, lane)
+            for is_async in (False, True)
+            if (lane := {t: h for t, h in self._handlers.items() if h.is_async is is_async})
+        ]
         self._slots = slots
         self._on_claimed = on_claimed
         self._report = report
@@ -201,13 +213,29 @@ class Claimer:
     def _claim_round(self) -> None:
         if not self._handlers:
             return
+        round_ = _Round()
+        for is_async, handlers in self._lanes:
+            self._claim_lane(round_, handlers, is_async)
+        with self._cond:
+            self._more = round_.more
+            self._capped = round_.capped
+            if round_.more and self._slots.claimable() > 0:
+                # A slot freed while an earlier call of this round had said "no more".
+                self._requested = True
+        if round_.retry_in is not None:
+            self.job_due_in(round_.retry_in)
+        if not round_.more:
+            self._schedule_next_due()
+
+    def _claim_lane(self, round_: _Round, handlers: Mapping[str, Handler], is_async: bool) -> None:
+        """Claim for one lane (sync or async types) up to its idle places, queue by queue."""
         with self._cond:
             # Planned and published under the lock that slot_freed takes: a slot that frees
             # after the snapshot sees these types as capped and asks for the next round.
-            idle = self._slots.idle()
-            calls, capped = plan_claims(self._handlers, self._slots.busy_by_type(), idle)
-            self._capped = set(capped)
-        round_ = _Round(calls, capped)
+            idle = self._slots.idle(is_async)
+            calls, capped = plan_claims(handlers, self._slots.busy_by_type(), idle)
+            round_.start_lane(calls, capped)
+            self._capped = set(round_.capped)
         left = 0  # places a queue left unused, handed to the next
         unfilled: set[str] = set()
         for queue, share in self._queues.deal(idle):
@@ -221,16 +249,6 @@ class Claimer:
                 break
             if queue not in unfilled:
                 left -= self._claim_queue(round_, queue, left)
-        with self._cond:
-            self._more = round_.more
-            self._capped = round_.capped
-            if round_.more and self._slots.claimable() > 0:
-                # A slot freed while an earlier call of this round had said "no more".
-                self._requested = True
-        if round_.retry_in is not None:
-            self.job_due_in(round_.retry_in)
-        if not round_.more:
-            self._schedule_next_due()
 
     def _claim_queue(self, round_: _Round, queue: str, want: int) -> int:
         """Claim up to ``want`` jobs of ``queue`` through the round's calls; returns how many."""

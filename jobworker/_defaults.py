@@ -219,10 +219,11 @@ def set_database(database: WorkerDatabase | None) -> None:
     _pool.set_database(database)
 
 
-def start_threads(n: int, *, queues: QueueSpec = None) -> None:
+def start_threads(n: int, *, queues: QueueSpec = None, async_concurrency: int | None = None) -> None:
     """Start ``n`` worker threads taking jobs from ``queues`` (None: ``"default"``; a list:
-    strict order; a dict: weights); see :meth:`WorkerPool.start_threads`."""
-    _pool.start_threads(n, queues=queues)
+    strict order; a dict: weights), and an event loop for async handlers running up to
+    ``async_concurrency`` at once; see :meth:`WorkerPool.start_threads`."""
+    _pool.start_threads(n, queues=queues, async_concurrency=async_concurrency)
 
 
 def finish_threads(timeout: Duration | None = None) -> bool:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobqueue import Job
+from jobworker._awaitables import resolve
 from jobworker._database import Outcome, OutcomeKind
 from jobworker._errors import InvalidPayloadError, Snooze
 from jobworker._registry import RetryScheduler
@@ -97,7 +98,7 @@ def retry_delay(job: Job, scheduler: RetryScheduler | None) -> timedelta:
             raise _NoRetryLeft
         return delay
     try:
-        when = scheduler(job)
+        when = resolve(scheduler(job))
     except Exception as exc:
         raise RetrySchedulerError(
             f"retry scheduler of job type {job.type!r} raised {error_type_name(exc)}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import threading
@@ -9,6 +10,7 @@ import time
 from typing import Unpack
 
 from jobqueue import Job, JobQueueError, NotInitializedError, RegistrationError
+from jobworker._async_runner import DEFAULT_ASYNC_CONCURRENCY
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback, ErrorReporter
 from jobworker._inline import do_job_with, run_job_inline_with
@@ -104,7 +106,9 @@ class WorkerPool:
         (``jobworker_pg.init_job_queue`` sends the notification listener's errors here)."""
         self._report.pass_on(exc)
 
-    def start_threads(self, n: int, *, queues: QueueSpec = None) -> None:
+    def start_threads(
+        self, n: int, *, queues: QueueSpec = None, async_concurrency: int | None = None
+    ) -> None:
         """Start ``n`` worker threads plus the claimer, heartbeat and outcome threads.
 
         ``queues`` says which queues the threads take jobs from: None for ``"default"``
@@ -114,12 +118,27 @@ class WorkerPool:
         10:1, and a queue with nothing to give lends its share to the others). See
         :mod:`jobworker._queue_plan`.
 
+        ``async def`` handlers run beside the threads on an event loop the pool owns,
+        up to ``async_concurrency`` at a time (default DEFAULT_ASYNC_CONCURRENCY when
+        async job types are registered); they share the claimer, heartbeats, prefetch
+        and outcome writes with the threads. ``n`` may be 0 when every job type is async.
+
         Declares the registry's bundle types to the database first. Raises
-        NotInitializedError without a database, ValueError for a bad ``n`` or ``queues``,
-        JobQueueError when already running; a database error propagates.
+        NotInitializedError without a database, ValueError for a bad ``n``, ``queues``
+        or ``async_concurrency``, JobQueueError when already running; a database error
+        propagates.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"start_threads needs a positive number of threads, got {n!r}")
+        self._start(n, async_concurrency, None, queues)
+
+    def _start(
+        self,
+        n: int,
+        async_concurrency: int | None,
+        loop: asyncio.AbstractEventLoop | None,
+        queues: QueueSpec = None,
+    ) -> None:
+        """start_threads, with async handlers on ``loop`` (None: a loop of the pool's own)."""
+        async_width = self._check_widths(n, async_concurrency)
         plan = QueuePlan(queues)
         with self._lock:
             if self._session is not None or self._starting:
@@ -140,7 +159,17 @@ class WorkerPool:
             if bundle_handlers:
                 database.declare_bundle_handlers(bundle_handlers)
             session = Session(
-                self._name, n, database, self._registry, handlers, settings, self._report, poll, plan
+                self._name,
+                n,
+                database,
+                self._registry,
+                handlers,
+                settings,
+                self._report,
+                poll,
+                plan,
+                async_width,
+                loop,
             )
             session.start()
         except BaseException:
@@ -163,11 +192,39 @@ class WorkerPool:
             logger.info("worker threads stopped as they started (a stop came during the start)")
             return
         logger.info(
-            "started %d worker threads for queues %s, job types %s",
+            "started %d worker threads%s for queues %s, job types %s",
             n,
+            f" and {async_width} async places" if async_width else "",
             plan.describe(),
             ", ".join(sorted(handlers)),
         )
+
+    def _check_widths(self, n: int, async_concurrency: int | None) -> int:
+        """The async lane's width; ValueError for widths that cannot run the registered types."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"start_threads needs a positive number of threads, got {n!r}")
+        if async_concurrency is not None and (
+            isinstance(async_concurrency, bool)
+            or not isinstance(async_concurrency, int)
+            or async_concurrency < 0
+        ):
+            raise ValueError(f"async_concurrency must be a positive int, got {async_concurrency!r}")
+        handlers = self._registry.handlers().values()
+        async_types = sorted(h.job_type for h in handlers if h.is_async)
+        sync_types = sorted(h.job_type for h in handlers if not h.is_async)
+        if async_concurrency is None:
+            async_concurrency = DEFAULT_ASYNC_CONCURRENCY if async_types else 0
+        if async_types and async_concurrency == 0:
+            raise ValueError(
+                f"async_concurrency=0, but async job types are registered: {', '.join(async_types)}"
+            )
+        if n == 0 and (sync_types or not async_types):
+            raise ValueError(
+                "start_threads needs a positive number of threads"
+                + (f" for the sync job types {', '.join(sync_types)}" if sync_types else "")
+                + ", got 0"
+            )
+        return async_concurrency if async_types else 0  # no loop thread without async types
 
     def finish_threads(self, timeout: Duration | None = None) -> bool:
         """Stop claiming at once, wait for in-flight jobs, save their outcomes, stop.

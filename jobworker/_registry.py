@@ -8,25 +8,27 @@ every change then raises RegistrationError.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from jobqueue import InvalidJobError, Job, RegistrationError
 from jobqueue._constructors import check_name
+from jobworker._awaitables import is_async_callable
 from jobworker._bundles import BundleHandler, bundle_call, bundle_job_type
 from jobworker._periodic import PeriodicSpec, periodic_spec
 from jobworker._schedules import Schedule
 from jobworker._settings import Duration, to_timedelta
 from jobworker._typed import handler_shape, inferred_job_type, typed_call
 
-#: Runs before each attempt of a job.
-BeforeJobHook = Callable[[Job], None]
-#: Runs after each attempt with the attempt's error (None on success).
-AfterJobHook = Callable[[Job, BaseException | None], None]
-#: Returns when the next attempt of a failed job may start (a timezone-aware datetime).
-RetryScheduler = Callable[[Job], datetime]
+#: Runs before each attempt of a job (an ``async def`` one is awaited).
+BeforeJobHook = Callable[[Job], Awaitable[None] | None]
+#: Runs after each attempt with the attempt's error (None on success); may be ``async def``.
+AfterJobHook = Callable[[Job, BaseException | None], Awaitable[None] | None]
+#: Returns when the next attempt of a failed job may start (a timezone-aware datetime);
+#: may be ``async def``.
+RetryScheduler = Callable[[Job], datetime | Awaitable[datetime]]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +42,7 @@ class Handler:
     call: Callable[[Job], Any]
     timeout: timedelta | None = None
     max_concurrency: int | None = None
+    is_async: bool = False  # ``fn`` is ``async def``: the pool awaits it on its event loop
 
 
 def _check_type(job_type: Any) -> str:
@@ -102,7 +105,8 @@ class Registry:
         retry: RetryScheduler | None = None,
     ) -> None:
         """Run ``fn(job)`` for jobs of ``job_type``; its return value (JSON-serialisable, or a
-        model/dataclass) becomes the job's result.
+        model/dataclass) becomes the job's result. ``fn`` may be ``async def``: it is then
+        awaited on the pool's event loop (see ``WorkerPool.start_threads``).
 
         ``timeout`` overrides the pool's job_timeout for this type; ``max_concurrency``
         caps how many jobs of this type one pool runs at a time; ``retry`` (a
@@ -114,7 +118,7 @@ class Registry:
         job_type = _check_type(job_type)
         _check_callable(fn, "fn")
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, fn, limit, max_concurrency), retry=retry)
+        self._add(Handler(job_type, fn, fn, limit, max_concurrency, is_async_callable(fn)), retry=retry)
 
     def register_func(
         self,
@@ -134,7 +138,8 @@ class Registry:
         shape = handler_shape(fn)
         job_type = inferred_job_type(fn, shape)
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency), retry=retry)
+        call = typed_call(job_type, fn, shape)
+        self._add(Handler(job_type, fn, call, limit, max_concurrency, is_async_callable(fn)), retry=retry)
         return job_type
 
     def register_func_for_job_type(
@@ -152,7 +157,8 @@ class Registry:
         _check_callable(fn, "fn")
         shape = handler_shape(fn)
         limit = _check_limits(timeout, max_concurrency)
-        self._add(Handler(job_type, fn, typed_call(job_type, fn, shape), limit, max_concurrency), retry=retry)
+        call = typed_call(job_type, fn, shape)
+        self._add(Handler(job_type, fn, call, limit, max_concurrency, is_async_callable(fn)), retry=retry)
 
     def job(
         self,
@@ -202,7 +208,9 @@ class Registry:
         limit = _check_limits(timeout, max_concurrency)
         if isinstance(max_retry_count, bool) or not isinstance(max_retry_count, int) or max_retry_count < 0:
             raise RegistrationError(f"max_retry_count must be an int >= 0, got {max_retry_count!r}")
-        handler = Handler(job_type, fn, bundle_call(bundle_type, fn), limit, max_concurrency)
+        handler = Handler(
+            job_type, fn, bundle_call(bundle_type, fn), limit, max_concurrency, is_async_callable(fn)
+        )
         self._add(handler, bundle_type)
         with self._lock:
             self._bundle_retries[bundle_type] = max_retry_count

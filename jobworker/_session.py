@@ -1,12 +1,14 @@
 """One run of a worker pool, from start_threads to finish/stop: its threads and their wiring.
 
-Threads: ``jobworker-<pool>-claimer``, ``-maintenance``, ``-outcomes`` and the
-worker threads ``-worker-<n>``. A new run is built for every start, so threads
-of an earlier run (a stray handler still running) cannot touch the new one.
+Threads: ``jobworker-<pool>-claimer``, ``-maintenance``, ``-outcomes``, the
+worker threads ``-worker-<n>`` and, with async job types, the event loop's
+``-loop`` and ``-loop-watch`` (see :mod:`jobworker._async_runner`). A new run is
+built for every start, so threads of an earlier run (a stray handler still running) cannot touch the new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import threading
@@ -15,11 +17,12 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from jobqueue import Job
+from jobworker._async_runner import AsyncLane
 from jobworker._claimer import Claimer
 from jobworker._completer import OutcomeWriter
 from jobworker._database import Outcome, OutcomeKind, WorkerDatabase
 from jobworker._errors import ErrorReporter, JobTimeoutError
-from jobworker._execute import run_attempt, timeout_message
+from jobworker._execute import Attempt, run_attempt, run_attempt_async, timeout_message
 from jobworker._log import job_extra
 from jobworker._maintenance import Maintenance
 from jobworker._outcomes import settle
@@ -69,6 +72,8 @@ class Session:
         report: ErrorReporter,
         poll_interval: float | None,
         queues: QueuePlan | None = None,
+        async_width: int = 0,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.name = name
         self.database = database
@@ -79,11 +84,13 @@ class Session:
         self._workers: list[_Worker] = []
         self._workers_lock = threading.Lock()
         self._missing_workers = 0  # threads not replaced because of the stray cap
-        self.slots = Slots(width, self._slot_freed, settings.prefetch)
+        self.slots = Slots(width, self._slot_freed, settings.prefetch, async_width, self._async_work)
+        # Async handlers' lane: on ``loop`` (the caller's, for AsyncWorker) or a loop of its own.
+        self.async_lane = AsyncLane(self, loop, name) if async_width else None
         self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
         # Claiming stops while this many outcomes wait to be saved (the database refuses
         # writes): each unsaved claim is kept alive by heartbeats, so claims must not pile up.
-        self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + settings.prefetch))
+        self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + async_width + settings.prefetch))
         self.claimer = Claimer(
             database,
             handlers,
@@ -113,6 +120,8 @@ class Session:
     def start(self) -> None:
         """Start every thread and subscribe to job_available wake-ups."""
         self.writer.start()
+        if self.async_lane is not None:
+            self.async_lane.start()
         for _ in range(self.slots.width):
             self._spawn_worker()
         self.maintenance.start()
@@ -137,6 +146,7 @@ class Session:
                     run.job.id,
                     extra=job_extra(run.job, "abandoned"),
                 )
+        self._stop_async_lane()
         saved = self.writer.finish(deadline)
         self.maintenance.stop(JOIN_TIMEOUT)
         self._join_workers(deadline)
@@ -155,8 +165,13 @@ class Session:
                 run.job.id,
                 extra=job_extra(run.job, "abandoned"),
             )
+        self._stop_async_lane()
         self.maintenance.stop(JOIN_TIMEOUT)
         self.writer.stop(JOIN_TIMEOUT)
+
+    def _stop_async_lane(self) -> None:
+        if self.async_lane is not None:
+            self.async_lane.stop()
 
     def _release(self, runs: list[Run]) -> None:
         """Give back claimed jobs that never started, so they run elsewhere at once, their
@@ -225,31 +240,60 @@ class Session:
     def _slot_freed(self, job_type: str) -> None:
         self.claimer.slot_freed(job_type)
 
+    def _async_work(self) -> None:
+        if self.async_lane is not None:
+            self.async_lane.wake()
+
     def execute(self, run: Run) -> None:
         """Run one attempt on the calling worker thread and hand its outcome to the writer."""
-        job = run.job
-        if logger.isEnabledFor(logging.DEBUG):  # the hot path: spare building the extra
-            logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
+        self._debug_start(run)
         try:
-            attempt = run_attempt(self.registry, run, self.report, self.slots.handler_returned)
-            if attempt is None:  # late: the attempt already ended (timed out, or a hard stop)
-                return
-            assert attempt.outcome is not None, "a worker's jobs are claimed"
-            self._submit(run, attempt.outcome, attempt.error)
+            self.record(run, run_attempt(self.registry, run, self.report, self.slots.handler_returned))
         except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
-            self.report(exc, f"recording the outcome of job {job.id}")
+            self.report(exc, f"recording the outcome of job {run.job.id}")
         finally:
             self.slots.release(run)
 
+    async def execute_async(self, run: Run) -> None:
+        """:meth:`execute` for an async handler, on the async lane's event loop."""
+        self._debug_start(run)
+        try:
+            self.record(
+                run, await run_attempt_async(self.registry, run, self.report, self.slots.handler_returned)
+            )
+        except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
+            self.report(exc, f"recording the outcome of job {run.job.id}")
+        finally:
+            self.slots.release(run)
+
+    @staticmethod
+    def _debug_start(run: Run) -> None:
+        if logger.isEnabledFor(logging.DEBUG):  # the hot path: spare building the extra
+            job = run.job
+            logger.debug("starting job %s (attempt %d)", job.id, job.attempt, extra=job_extra(job, "start"))
+
+    def record(self, run: Run, attempt: Attempt | None) -> None:
+        """Hand the outcome of an attempt that ended in time to the writer (None: it ended
+        late, after a timeout or a hard stop: nothing to record)."""
+        if attempt is None:
+            return
+        assert attempt.outcome is not None, "a worker's jobs are claimed"
+        self._submit(run, attempt.outcome, attempt.error)
+
     def _timed_out(self, run: Run) -> None:
-        """Maintenance found ``run`` past its deadline: end the attempt, replace its thread."""
+        """Maintenance found ``run`` past its deadline: end the attempt, replace its thread
+        (or cancel its task)."""
         error = JobTimeoutError(timeout_message(run))
         logger.warning("%s", error, extra=job_extra(run.job, "timeout"))
         try:
             outcome = settle(run.job, None, error, self.registry.retry_scheduler(run.job.type))
             self._submit(run, outcome, error)
         finally:
-            self._replace_worker()
+            if not run.handler.is_async:
+                self._replace_worker()
+            elif self.async_lane is not None:  # its place is free already: end the task
+                self.async_lane.cancel(run)
+                self.async_lane.wake()
 
     def _replace_worker(self) -> None:
         """Give the place of a timed-out run's thread to a new thread, unless MAX_STRAYS

@@ -4,6 +4,10 @@ A pool of width N runs at most N non-timed-out jobs, and holds at most
 ``prefetch`` more claimed ones waiting for a thread. A job that overruns its
 deadline leaves its slot at once (its thread is retired and replaced), so the
 next claim can use the slot while the stray handler keeps running.
+
+Async handlers have a lane of their own beside the threads': ``async_width``
+places (the pool's async concurrency, plus ``prefetch``), taken by the event
+loop's runner with :meth:`Slots.take_async` instead of by threads.
 """
 
 from __future__ import annotations
@@ -64,11 +68,21 @@ class Slots:
     ``on_free(job_type)`` is called, outside the lock, whenever a slot frees.
     """
 
-    def __init__(self, width: int, on_free: Callable[[str], None], prefetch: int = 0) -> None:
+    def __init__(
+        self,
+        width: int,
+        on_free: Callable[[str], None],
+        prefetch: int = 0,
+        async_width: int = 0,
+        on_async_work: Callable[[], None] | None = None,
+    ) -> None:
         self.width = width
+        self.async_width = async_width
         self.prefetch = prefetch
-        self._capacity = width + prefetch
+        self._capacity = width + prefetch if width else 0
+        self._async_capacity = async_width + prefetch if async_width else 0
         self._on_free = on_free
+        self._on_async_work = on_async_work
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # worker threads wait for pending runs
         # Maintenance waits here until its next wake-up; it is woken early only by a deadline
@@ -77,7 +91,9 @@ class Slots:
         self._watch_until = 0.0  # monotonic time the maintenance wait ends
         self._emptied = threading.Condition(self._lock)  # nothing pending or active any more
         self._pending: deque[Run] = deque()
+        self._pending_async: deque[Run] = deque()
         self._active: dict[UUID, Run] = {}
+        self._active_async = 0  # how many of _active are async runs
         self._per_type: Counter[str] = Counter()
         self._closed = False  # take no more runs; threads exit once pending is empty
         self._hard = False  # threads exit at once
@@ -88,21 +104,31 @@ class Slots:
         with self._lock:
             return self._closed
 
-    def idle(self) -> int:
-        """Free places: jobs that may be claimed now (threads plus prefetch, minus in-flight)."""
+    def idle(self, is_async: bool = False) -> int:
+        """Free places of a lane: jobs that may be claimed now (threads, or async places,
+        plus prefetch, minus in-flight)."""
         with self._lock:
-            return self._free()
+            return self._free(is_async)
 
-    def claimable(self) -> int:
-        """How many jobs to claim now: the free places, or 0 while more than half of the
-        prefetch is still waiting, so that claims come in batches, not one per ended job."""
+    def claimable(self, is_async: bool | None = None) -> int:
+        """How many jobs to claim now for a lane (None: the larger of both): the free places,
+        or 0 while more than half of the prefetch is still waiting, so that claims come in
+        batches, not one per ended job."""
         with self._lock:
-            if self.prefetch and len(self._pending) > self.prefetch // 2:
-                return 0
-            return self._free()
+            if is_async is None:
+                return max(self._claimable(False), self._claimable(True))
+            return self._claimable(is_async)
 
-    def _free(self) -> int:
-        return self._capacity - len(self._pending) - len(self._active)
+    def _claimable(self, is_async: bool) -> int:
+        pending = self._pending_async if is_async else self._pending
+        if self.prefetch and len(pending) > self.prefetch // 2:
+            return 0
+        return self._free(is_async)
+
+    def _free(self, is_async: bool) -> int:
+        if is_async:
+            return self._async_capacity - len(self._pending_async) - self._active_async
+        return self._capacity - len(self._pending) - (len(self._active) - self._active_async)
 
     def resize(self, delta: int) -> list[Run]:
         """Change the number of places by ``delta`` (threads held back or given back).
@@ -110,7 +136,7 @@ class Slots:
         give back."""
         with self._lock:
             self._capacity += delta
-            over = min(max(-self._free(), 0), len(self._pending))
+            over = min(max(-self._free(False), 0), len(self._pending))
             dropped = self._take_pending(list(self._pending)[len(self._pending) - over :]) if over else []
         for run in dropped:
             run.context.cancel()
@@ -127,12 +153,27 @@ class Slots:
         with self._lock:
             if self._closed:
                 return runs
-            fit, rejected = runs[: max(self._free(), 0)], runs[max(self._free(), 0) :]
-            self._pending.extend(fit)
-            for run in fit:
+            room = {False: max(self._free(False), 0), True: max(self._free(True), 0)}
+            rejected: list[Run] = []
+            threaded = queued_async = 0
+            for run in runs:
+                is_async = run.handler.is_async
+                if room[is_async] == 0:
+                    rejected.append(run)
+                    continue
+                room[is_async] -= 1
                 self._per_type[run.job.type] += 1
-            self._work.notify(len(fit))
-            return rejected
+                if is_async:
+                    self._pending_async.append(run)
+                    queued_async += 1
+                else:
+                    self._pending.append(run)
+                    threaded += 1
+            if threaded:
+                self._work.notify(threaded)
+        if queued_async and self._on_async_work is not None:
+            self._on_async_work()
+        return rejected
 
     def take(self, thread: WorkerHandle) -> Run | None:
         """The next pending run for ``thread`` (now RUNNING, its deadline set), or None when
@@ -143,17 +184,31 @@ class Slots:
                     return None
                 if self._pending:
                     run = self._pending.popleft()
-                    run.state = RunState.RUNNING
                     run.thread = thread
-                    run.deadline = time.monotonic() + run.timeout.total_seconds()
-                    run.context.deadline = datetime.now(UTC) + run.timeout
-                    self._active[run.job.id] = run
-                    if run.deadline < self._watch_until:
-                        self._changed.notify_all()
+                    self._start(run)
                     return run
                 if self._closed:
                     return None
                 self._work.wait(_WAIT_SLICE)
+
+    def take_async(self) -> Run | None:
+        """The next pending async run (now RUNNING, its deadline set), or None when none is
+        pending or every async place is taken. Never blocks."""
+        with self._lock:
+            if self._hard or not self._pending_async or self._active_async >= self.async_width:
+                return None
+            run = self._pending_async.popleft()
+            self._active_async += 1
+            self._start(run)
+            return run
+
+    def _start(self, run: Run) -> None:
+        run.state = RunState.RUNNING
+        run.deadline = time.monotonic() + run.timeout.total_seconds()
+        run.context.deadline = datetime.now(UTC) + run.timeout
+        self._active[run.job.id] = run
+        if run.deadline < self._watch_until:
+            self._changed.notify_all()
 
     def handler_returned(self, run: Run) -> bool:
         """The handler of ``run`` returned: True if its result counts (it was in time)."""
@@ -189,11 +244,13 @@ class Slots:
 
     def _forget(self, run: Run) -> None:
         del self._active[run.job.id]
+        if run.handler.is_async:
+            self._active_async -= 1
         self._per_type[run.job.type] -= 1
         self._notify_if_empty()
 
     def _notify_if_empty(self) -> None:
-        if not self._pending and not self._active:
+        if not self._pending and not self._pending_async and not self._active:
             self._emptied.notify_all()
 
     def next_deadline(self) -> float | None:
@@ -206,7 +263,7 @@ class Slots:
         """``(job_id, claim_token)`` of every in-flight run whose claim is not known lost,
         for the heartbeat."""
         with self._lock:
-            runs = [*self._pending, *self._active.values()]
+            runs = [*self._pending, *self._pending_async, *self._active.values()]
         return [
             (r.job.id, r.job.claim_token)
             for r in runs
@@ -220,7 +277,7 @@ class Slots:
         with self._lock:
             runs = [
                 r
-                for r in [*self._pending, *self._active.values()]
+                for r in [*self._pending, *self._pending_async, *self._active.values()]
                 if r.job.id in job_ids and not r.context.cancelled
             ]
             dropped = self._take_pending([r for r in runs if r.state is RunState.PENDING])
@@ -242,7 +299,7 @@ class Slots:
         """Take every run not started yet out of the slots (they are given back to the
         queue by the caller); threads see an empty queue."""
         with self._lock:
-            dropped = self._take_pending(list(self._pending))
+            dropped = self._take_pending([*self._pending, *self._pending_async])
         for run in dropped:
             run.context.cancel()
         return dropped
@@ -251,6 +308,7 @@ class Slots:
         """Remove these pending runs (they will not start); call with the lock held."""
         taken = set(runs)
         self._pending = deque(r for r in self._pending if r not in taken)
+        self._pending_async = deque(r for r in self._pending_async if r not in taken)
         for run in runs:
             run.state = RunState.ABANDONED
             self._per_type[run.job.type] -= 1
@@ -262,11 +320,13 @@ class Slots:
         discarded) and cancel their contexts. Returns the runs dropped or disowned."""
         with self._lock:
             self._closed = self._hard = True
-            runs = [*self._pending, *self._active.values()]
+            runs = [*self._pending, *self._pending_async, *self._active.values()]
             for run in runs:
                 run.state = RunState.ABANDONED
             self._pending.clear()
+            self._pending_async.clear()
             self._active.clear()
+            self._active_async = 0
             self._per_type.clear()
             self._work.notify_all()
             self._changed.notify_all()
@@ -278,7 +338,7 @@ class Slots:
     def wait_drained(self, deadline: float | None) -> bool:
         """Wait until nothing is pending or active (True), or until ``deadline`` (False)."""
         with self._lock:
-            while self._pending or self._active:
+            while self._pending or self._pending_async or self._active:
                 remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -14,6 +14,11 @@ channel. Where it never arrives (a PgBouncer in transaction pooling mode runs
 LISTEN and NOTIFY on different server connections), LISTEN cannot work: the
 listener says so once in the log and wakes the workers every
 ``fallback_poll_interval`` instead (stop events are then not delivered).
+
+A ServiceListener that has an ``on_listening(listen_works)`` method hears of
+every (re)connect, on the dispatcher thread in order with the stop events:
+whether LISTEN works, and that events may have been missed before
+(``jobqueue.wait_for_job`` reads its job again then).
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ class NotificationListener:
     def add_listener(self, listener: ServiceListener) -> None:
         with self._lock:
             self._listeners.append(listener)
+            if self._connected.is_set():  # it missed the announcement of this connection
+                self._events.put(("listening", {"works": self.listen_works}))
         self.start()
 
     def set_wakeup(self, callback: Callable[[str | None], None] | None) -> None:
@@ -151,7 +158,9 @@ class NotificationListener:
                     delay = 0.1
                     last_warned = -FAILURE_LOG_SECONDS
                     self.listen_works = self._probe(conn)
-                    self._connected.set()
+                    with self._lock:
+                        self._connected.set()
+                        self._events.put(("listening", {"works": self.listen_works}))
                     self._wake(None)  # we may have missed notifications while away
                     if self.listen_works:
                         self._listen(conn)
@@ -288,17 +297,27 @@ class NotificationListener:
             with self._lock:
                 listeners = list(self._listeners)
             jobs = [_job_event(data) for channel, data in batch if channel == "job_stopped"]
-            bundles = {data["id"]: data for channel, data in batch if channel != "job_stopped"}
+            bundles = {data["id"]: data for channel, data in batch if channel == "job_bundle_stopped"}
+            listening = [bool(data["works"]) for channel, data in batch if channel == "listening"]
             for listener in listeners:
-                self._deliver(listener, jobs, list(bundles.values()))
+                self._deliver(listener, listening, jobs, list(bundles.values()))
 
     def _deliver(
-        self, listener: ServiceListener, jobs: list[JobStoppedEvent], bundles: list[dict[str, Any]]
+        self,
+        listener: ServiceListener,
+        listening: list[bool],
+        jobs: list[JobStoppedEvent],
+        bundles: list[dict[str, Any]],
     ) -> None:
-        """Hand a batch to one listener: all job events in one call where it takes batches
+        """Hand a batch to one listener: (re)connects first to a listener that wants them
+        (``on_listening``), then all job events in one call where it takes batches
         (``on_jobs_stopped``), else one call per event; then each bundle once."""
         batched = getattr(listener, "on_jobs_stopped", None)
         calls: list[tuple[Callable[[], object], str]] = []
+        on_listening = getattr(listener, "on_listening", None)
+        if callable(on_listening):
+            for works in listening:
+                calls.append((functools.partial(on_listening, works), "listening"))
         if jobs and callable(batched):
             calls.append((functools.partial(batched, jobs), f"{len(jobs)} job_stopped events"))
         else:

@@ -7,6 +7,9 @@ so tests can count runs and find overlapping ones:
   seconds (``payload["first_sleep"]``, if given, on the first attempt), records the end.
 - ``exit``: kills its own process with ``os._exit(1)`` (a poison pill).
 - ``hang``: sleeps ``payload["sleep"]`` seconds (for timeouts).
+- ``aexec``: ``exec`` as an ``async def`` handler (awaits its sleep on the pool's
+  event loop); registered only when JQ_TYPES names it. JQ_ASYNC sets the pool's
+  async_concurrency.
 
 With ``payload["stamp"]`` true, ``exec`` returns ``{"pid", "attempt"}`` instead of
 ``"ok"``, so a test can tell which process's outcome was saved.
@@ -26,6 +29,7 @@ never read-only, even while a test makes the database read-only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -134,9 +138,23 @@ def main() -> None:
         time.sleep(float((job.payload or {}).get("sleep", 3600)))
         return "woke"
 
-    handlers = {"exec": run_exec, "exit": run_exit, "hang": run_hang}
+    async def run_aexec(job: jobqueue.Job) -> Any:
+        await asyncio.to_thread(
+            record, url, "insert into exec_log (job_id, attempt, pid) values (%s, %s, %s)", job
+        )
+        await asyncio.sleep(float((job.payload or {}).get("sleep", 0)))
+        await asyncio.to_thread(
+            record,
+            url,
+            "update exec_log set ended_at = clock_timestamp()"
+            " where job_id = %s and attempt = %s and pid = %s",
+            job,
+        )
+        return "ok"
+
+    handlers = {"exec": run_exec, "exit": run_exit, "hang": run_hang, "aexec": run_aexec}
     served = os.environ.get("JQ_TYPES")
-    for job_type in served.split(",") if served else handlers:
+    for job_type in served.split(",") if served else ("exec", "exit", "hang"):
         jobworker.register(job_type, handlers[job_type])
 
     periodic = os.environ.get("JQ_PERIODIC")
@@ -155,7 +173,12 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    jobworker.start_threads(threads, queues=queues_from(os.environ.get("JQ_QUEUES")))
+    async_concurrency = os.environ.get("JQ_ASYNC")
+    jobworker.start_threads(
+        threads,
+        queues=queues_from(os.environ.get("JQ_QUEUES")),
+        async_concurrency=int(async_concurrency) if async_concurrency else None,
+    )
     poll = os.environ.get("JQ_POLL")
     if poll:
         jobworker.start_polling_available_jobs(timedelta(seconds=float(poll)))

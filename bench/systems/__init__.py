@@ -27,8 +27,10 @@ DEFAULT_SYSTEMS = ("pg-jobqueue", "pgqueuer", "procrastinate", "floor")
 class WorkSpec:
     """What a worker process does: run handlers until ``target`` calls, then stop.
 
-    kind "drain": no-op handler; "latency": the handler records monotonic() - payload t;
-    "bundles": no-op handler plus a bundle-completion handler, ``target`` counts bundle handler calls.
+    kind "drain": no-op handler; "drain_async": the same as an ``async def`` (systems whose
+    handlers are async anyway treat it as "drain"); "latency": the handler records monotonic() -
+    payload t; "bundles": no-op handler plus a bundle-completion handler, ``target`` counts
+    bundle handler calls; "wait": no-op handler, started before ready() (W7).
     """
 
     kind: str

@@ -79,6 +79,21 @@ class PgJobqueue:
                 next_at += interval
                 time.sleep(max(0.0, next_at - time.monotonic()))
 
+    def wait_latency(self, url: str, n: int) -> list[float]:
+        """W7: add a job, ``jobqueue.wait_for_job`` its result; ``n`` times, one after another,
+        after one warm-up (the first wait adds the service's listener)."""
+        seconds = []
+        with PostgresService(url) as service:
+            jobqueue.wait_for_job(
+                service.add_job(jobqueue.new_job(NOOP, "bench", None)).id, 30, service=service
+            )
+            for _ in range(n):
+                job = service.add_job(jobqueue.new_job(NOOP, "bench", None))
+                t0 = time.perf_counter()
+                jobqueue.wait_for_job(job.id, 30, service=service)
+                seconds.append(time.perf_counter() - t0)
+        return seconds
+
     def count_succeeded(self, url: str) -> int:
         with psycopg.connect(url) as conn:
             row = conn.execute(
@@ -94,21 +109,31 @@ class PgJobqueue:
         elif spec.kind == "bundles":
             registry.register(NOOP, lambda job: counter.job())
             registry.register_bundle_handler(BUNDLE, lambda bundle: counter.hit())
+        elif spec.kind == "drain_async":
+
+            async def noop(job: jobqueue.Job) -> None:
+                counter.hit()
+
+            registry.register(NOOP, noop)
         else:
             registry.register(NOOP, lambda job: counter.hit())
         service = PostgresService(url, max_size=4)
         pool = WorkerPool(service, registry)
         pool.configure(prefetch=int(os.environ.get(PREFETCH_ENV, DEFAULT_PREFETCH)))
+        # The async lane only: no thread beside the event loop.
+        threads, async_concurrency = (
+            (0, spec.concurrency) if spec.kind == "drain_async" else (spec.concurrency, None)
+        )
         try:
-            if spec.kind == "latency":
-                pool.start_threads(spec.concurrency)
+            if spec.kind in ("latency", "wait"):
+                pool.start_threads(threads)
                 time.sleep(0.5)  # let the listener subscribe and the first (empty) claim pass
                 ready()
                 t0 = time.perf_counter()
             else:
                 ready()
                 t0 = time.perf_counter()
-                pool.start_threads(spec.concurrency)
+                pool.start_threads(threads, async_concurrency=async_concurrency)
             if not counter.done.wait(WAIT_TIMEOUT):
                 raise TimeoutError("target not reached")
             pool.finish_threads()

@@ -202,6 +202,13 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "prefetched jobs count a crash attempt).",
         ),
         _option(
+            "--async-concurrency",
+            type=click.IntRange(min=1),
+            default=jobworker.DEFAULT_ASYNC_CONCURRENCY,
+            metavar="N",
+            help="How many async def handlers run at once, on the worker's event loop.",
+        ),
+        _option(
             "--shutdown-timeout",
             type=DURATION_OR_ZERO,
             default="30s",
@@ -275,6 +282,7 @@ def run_worker(
     dead_for: timedelta | None,
     reaper_interval: timedelta | None,
     prefetch: int,
+    async_concurrency: int,
     shutdown_timeout: timedelta,
     health_port: int | None,
     health_file: Path | None,
@@ -317,9 +325,12 @@ def run_worker(
         pool.set_database(service)
         if poll_interval > timedelta(0):
             pool.start_polling_available_jobs(poll_interval)
-        pool.start_threads(threads, queues=queues)
+        pool.start_threads(threads, queues=queues, async_concurrency=async_concurrency)
+        has_async = any(h.is_async for h in registry.handlers().values())
         reporter.message(
-            f"jobqueue worker (pid {os.getpid()}): {threads} threads on {target.masked}, "
+            f"jobqueue worker (pid {os.getpid()}): {threads} threads"
+            + (f" + {async_concurrency} async" if has_async else "")
+            + f" on {target.masked}, "
             f"queues: {QueuePlan(queues).describe()}, job types: {', '.join(served)}"
             + (f", health check on port {health.port}" if health.port is not None else "")
         )
