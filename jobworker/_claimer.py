@@ -79,12 +79,19 @@ class _Round:
         self.caps: list[int] = []  # what each capped call of the lane may still take
         self.capped: set[str] = set()
         self.more = False  # some call filled its limit: there may be more
+        self.more_lanes: set[bool] = set()  # lanes (is_async) that may have more
+        self.lane = False  # the current lane
         self.retry_in: float | None = None  # soonest time a held-back queue may give more
 
-    def start_lane(self, calls: list[ClaimCall], capped: set[str]) -> None:
+    def start_lane(self, is_async: bool, calls: list[ClaimCall], capped: set[str]) -> None:
+        self.lane = is_async
         self.calls = calls
         self.caps = [call.cap or 0 for call in calls]
         self.capped |= capped
+
+    def found_more(self) -> None:
+        self.more = True
+        self.more_lanes.add(self.lane)
 
 
 class Claimer:
@@ -219,7 +226,7 @@ class Claimer:
         with self._cond:
             self._more = round_.more
             self._capped = round_.capped
-            if round_.more and self._slots.claimable() > 0:
+            if any(self._slots.claimable(lane) > 0 for lane in round_.more_lanes):
                 # A slot freed while an earlier call of this round had said "no more".
                 self._requested = True
         if round_.retry_in is not None:
@@ -234,8 +241,14 @@ class Claimer:
             # after the snapshot sees these types as capped and asks for the next round.
             idle = self._slots.idle(is_async)
             calls, capped = plan_claims(handlers, self._slots.busy_by_type(), idle)
-            round_.start_lane(calls, capped)
+            round_.start_lane(is_async, calls, capped)
             self._capped = set(round_.capped)
+        if idle <= 0:
+            # A full lane learns nothing this round (which runs for the other lane): its
+            # jobs may still wait, so its next freed place must claim.
+            if calls:
+                round_.found_more()
+            return
         left = 0  # places a queue left unused, handed to the next
         unfilled: set[str] = set()
         for queue, share in self._queues.deal(idle):
@@ -256,7 +269,7 @@ class Claimer:
         for index, call in enumerate(round_.calls):
             room = want - got
             if room <= 0:
-                round_.more = True
+                round_.found_more()
                 break
             limit = room if call.cap is None else min(round_.caps[index], room)
             if limit <= 0:
@@ -275,7 +288,7 @@ class Claimer:
                 round_.caps[index] -= len(jobs)
             if len(jobs) >= limit:
                 if call.cap is None:
-                    round_.more = True
+                    round_.found_more()
                 else:
                     round_.capped.update(call.job_types)
             # Say "there may be more" before handing the jobs on: a handler fast enough to

@@ -349,3 +349,35 @@ def test_a_sync_function_returning_a_coroutine_is_awaited(
     db.wait_stopped(job.id)
     assert db.job(job.id).result == 42
     assert pool.finish_threads(5)
+
+
+def test_a_full_thread_lane_neither_loses_its_waiting_job_nor_spins_the_claimer(
+    db: FakeDatabase, registry: Registry, pool: WorkerPool
+) -> None:
+    # One thread, busy; the async lane has room but nothing to run. The waiting sync job
+    # must run once the thread frees, and the claimer must not claim in a loop meanwhile.
+    release = threading.Event()
+    started: list[int] = []
+
+    def blocking(job: Job) -> None:
+        started.append(job.payload)
+        release.wait(10)
+
+    async def idle(job: Job) -> None:
+        return None
+
+    registry.register("blocking", blocking)
+    registry.register("idle", idle)
+    pool.start_threads(1)
+    first = add(db, "blocking", 1)
+    second = add(db, "blocking", 2)
+    db.wait_for(lambda: started == [1])
+    claims_while_full = len(db.claim_calls)
+    # Absence of activity can only be observed over time: give a spinning claimer a chance.
+    release_after = threading.Timer(0.5, release.set)
+    release_after.start()
+    db.wait_stopped(first.id)
+    assert len(db.claim_calls) - claims_while_full <= 4, db.claim_calls[claims_while_full:]
+    db.wait_stopped(second.id)
+    assert started == [1, 2]
+    assert pool.finish_threads(5)
