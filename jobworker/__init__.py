@@ -54,6 +54,7 @@ from jobworker._database import (
 from jobworker._defaults import (
     add_after_job_hook,
     add_before_job_hook,
+    add_observer,
     bundle_handler,
     configure,
     default_pool,
@@ -73,6 +74,7 @@ from jobworker._defaults import (
     registered_job_types,
     remove_after_job_hook,
     remove_before_job_hook,
+    remove_observer,
     run_job_inline,
     set_database,
     start_polling_available_jobs,
@@ -82,6 +84,7 @@ from jobworker._defaults import (
     unregister,
 )
 from jobworker._errors import ErrorCallback, InvalidPayloadError, JobTimeoutError, Snooze
+from jobworker._observer import WorkerObserver
 from jobworker._outcomes import DEFAULT_RETRY_BASE_DELAY, DEFAULT_RETRY_MAX_DELAY, default_retry_delay
 from jobworker._periodic import (
     CATCH_UP_GRACE,
@@ -138,10 +141,12 @@ __all__ = [
     "Snooze",
     "WakeupCallback",
     "WorkerDatabase",
+    "WorkerObserver",
     "WorkerPool",
     "WorkerSettings",
     "add_after_job_hook",
     "add_before_job_hook",
+    "add_observer",
     "bundle_handler",
     "configure",
     "current_job_context",
@@ -166,6 +171,7 @@ __all__ = [
     "registered_job_types",
     "remove_after_job_hook",
     "remove_before_job_hook",
+    "remove_observer",
     "run_job_inline",
     "set_database",
     "start_polling_available_jobs",

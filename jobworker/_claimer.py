@@ -112,10 +112,12 @@ class Claimer:
         name: str,
         backlogged: Callable[[], bool] = lambda: False,
         queues: QueuePlan | None = None,
+        on_claim_timed: Callable[[list[Job], float], None] | None = None,
     ) -> None:
         self._database = database
         self._backlogged = backlogged
         self._queues = queues if queues is not None else QueuePlan()
+        self._on_claim_timed = on_claim_timed  # observers: every claim statement and its duration
         self._handlers = dict(handlers)
         # (is_async, handlers) per lane that has job types: each claims up to its own free places.
         self._lanes = [
@@ -274,7 +276,10 @@ class Claimer:
             limit = room if call.cap is None else min(round_.caps[index], room)
             if limit <= 0:
                 continue
+            started = time.monotonic()
             jobs = self._database.claim_jobs(call.job_types, limit, queue=queue)
+            if self._on_claim_timed is not None:
+                self._on_claim_timed(jobs, time.monotonic() - started)
             retry_in = getattr(jobs, "retry_in", None)  # ClaimedJobs: held back by the queue's rules
             if retry_in is not None:
                 round_.retry_in = retry_in if round_.retry_in is None else min(round_.retry_in, retry_in)

@@ -37,9 +37,15 @@ class OutcomeWriter:
     """Owns the thread ``jobworker-outcomes``. Thread-safe."""
 
     def __init__(
-        self, database: WorkerDatabase, report: ErrorReporter, on_saved: SavedCallback, name: str
+        self,
+        database: WorkerDatabase,
+        report: ErrorReporter,
+        on_saved: SavedCallback,
+        name: str,
+        on_written: Callable[[int, float], None] | None = None,
     ) -> None:
         self._database = database
+        self._on_written = on_written
         self._report = report
         self._on_saved = on_saved
         self._lock = threading.Lock()
@@ -122,7 +128,10 @@ class OutcomeWriter:
         backoff = RETRY_BACKOFF_START
         while (batch := self._next_batch()) is not None:
             try:
+                started = time.monotonic()
                 applied = self._database.save_outcomes([outcome for outcome, _ in batch])
+                if self._on_written is not None:
+                    self._on_written(len(batch), time.monotonic() - started)
             except Exception as exc:
                 self._report(
                     exc, f"saving {len(batch)} job outcomes (will retry in {backoff:.2f}s)", retrying=True

@@ -9,6 +9,7 @@ from jobqueue import Job
 from jobworker._bundles import BundleHandler
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
+from jobworker._observer import WorkerObserver
 from jobworker._pool import WorkerPool
 from jobworker._queue_plan import QueueSpec
 from jobworker._registry import (
@@ -207,6 +208,16 @@ def remove_after_job_hook(fn: AfterJobHook, job_type: str | None = None) -> None
 def configure(**changes: Unpack[SettingsChanges]) -> WorkerSettings:
     """Change the default pool's settings; see :meth:`WorkerPool.configure`."""
     return _pool.configure(**changes)
+
+
+def add_observer(observer: WorkerObserver) -> None:
+    """Add ``observer`` to the default pool (see :meth:`WorkerPool.add_observer`)."""
+    _pool.add_observer(observer)
+
+
+def remove_observer(observer: WorkerObserver) -> None:
+    """Remove ``observer`` from the default pool."""
+    _pool.remove_observer(observer)
 
 
 def on_error(callback: ErrorCallback | None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from jobworker._context import use_context
 from jobworker._database import Outcome
 from jobworker._errors import ErrorReporter, InvalidPayloadError, JobTimeoutError, Snooze
 from jobworker._log import job_extra
+from jobworker._observer import Observers
 from jobworker._outcomes import error_data, error_message, error_type_name, settle
 from jobworker._registry import Registry, RetryScheduler
 from jobworker._slots import Run, RunState
@@ -58,7 +60,11 @@ Steps = Awaits["Attempt | None"]
 
 
 def run_attempt(
-    registry: Registry, run: Run, report: ErrorReporter, in_time: InTime | None = None
+    registry: Registry,
+    run: Run,
+    report: ErrorReporter,
+    in_time: InTime | None = None,
+    observers: Observers | None = None,
 ) -> Attempt | None:
     """Run one attempt of ``run.job``: before hooks, the handler, after hooks, all with the
     run's :class:`JobContext` current; for a claimed job, also settle its outcome
@@ -68,7 +74,7 @@ def run_attempt(
     stopped hard), the late result is discarded, the after hooks see the timeout error
     if the attempt timed out, and None is returned. Never raises for the handler or a hook.
     """
-    steps = _attempt_steps(registry, run, report, in_time)
+    steps = _attempt_steps(registry, run, report, in_time, observers)
     try:
         awaitable = next(steps)
         while True:
@@ -84,13 +90,17 @@ def run_attempt(
 
 
 async def run_attempt_async(
-    registry: Registry, run: Run, report: ErrorReporter, in_time: InTime | None = None
+    registry: Registry,
+    run: Run,
+    report: ErrorReporter,
+    in_time: InTime | None = None,
+    observers: Observers | None = None,
 ) -> Attempt | None:
     """:func:`run_attempt` on the running event loop: what the handler, hooks or retry
     scheduler return to be awaited is awaited here. A cancellation of the calling task
     (the pool's, on timeout) raises ``CancelledError`` inside the handler, and ends the
     attempt as the handler's error."""
-    steps = _attempt_steps(registry, run, report, in_time)
+    steps = _attempt_steps(registry, run, report, in_time, observers)
     try:
         awaitable = next(steps)
         while True:
@@ -105,13 +115,18 @@ async def run_attempt_async(
         return result
 
 
-def _attempt_steps(registry: Registry, run: Run, report: ErrorReporter, in_time: InTime | None) -> Steps:
+def _attempt_steps(
+    registry: Registry, run: Run, report: ErrorReporter, in_time: InTime | None, observers: Observers | None
+) -> Steps:
     # The hot path (no hooks, a sync handler that succeeds) creates no generator but this one.
     job = run.job
     with use_context(run.context):
         before = registry.before_job_hooks(job.type)
         if before:
             yield from _run_hooks(before, "before_job", (job,), job, report)
+        if observers:  # metrics and tracing (a pool's observers) see the handler's call
+            started = time.monotonic()
+            states = observers.attempt_started(job)
         try:
             result = run.handler.call(job)
             if _is_awaitable(result):
@@ -121,6 +136,8 @@ def _attempt_steps(registry: Registry, run: Run, report: ErrorReporter, in_time:
             raise
         except BaseException as exc:  # KeyboardInterrupt, CancelledError too: the thread or task lives on
             result_json, error = None, exc
+        if observers:
+            observers.attempt_ended(job, states, error, time.monotonic() - started)
         if in_time is not None and not in_time(run):
             if not isinstance(error, asyncio.CancelledError):  # a cancelled task is ours: no news
                 logger.warning(

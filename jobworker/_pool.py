@@ -14,6 +14,7 @@ from jobworker._async_runner import DEFAULT_ASYNC_CONCURRENCY
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback, ErrorReporter
 from jobworker._inline import do_job_with, run_job_inline_with
+from jobworker._observer import Observers, WorkerObserver
 from jobworker._queue_plan import QueuePlan, QueueSpec
 from jobworker._registry import Registry
 from jobworker._session import Session
@@ -52,6 +53,7 @@ class WorkerPool:
         self._starting = False
         self._start_ended = threading.Condition(self._lock)  # notified when a start ends
         self._start_cancelled = False  # a stop gave up waiting for the start: it stops itself
+        self._observers: list[WorkerObserver] = []
 
     @property
     def registry(self) -> Registry:
@@ -95,6 +97,27 @@ class WorkerPool:
         with self._lock:
             self._settings = self._settings.replace(**changes)
             return self._settings
+
+    def add_observer(self, observer: WorkerObserver) -> None:
+        """Tell ``observer`` (a :class:`WorkerObserver`) what this pool does, from the next
+        start_threads() on. Adding the same observer twice is a no-op."""
+        if not isinstance(observer, WorkerObserver):
+            raise TypeError(f"add_observer needs a jobworker.WorkerObserver, got {type(observer).__name__}")
+        with self._lock:
+            if observer not in self._observers:
+                self._observers.append(observer)
+
+    def remove_observer(self, observer: WorkerObserver) -> None:
+        """Stop telling ``observer``, from the next start_threads() on (no-op if absent)."""
+        with self._lock:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+    @property
+    def observers(self) -> list[WorkerObserver]:
+        """The observers added, in order."""
+        with self._lock:
+            return list(self._observers)
 
     def on_error(self, callback: ErrorCallback | None) -> None:
         """Call ``callback(exc)`` for every error outside handlers (database errors, failing
@@ -149,6 +172,7 @@ class WorkerPool:
                 )
             database, settings, poll = self._database, self._settings, self._poll_interval
             self._starting, self._start_cancelled = True, False
+            observers = Observers(self._observers, self._report)
             self._registry.freeze()
         session: Session | None = None
         try:
@@ -170,8 +194,10 @@ class WorkerPool:
                 plan,
                 async_width,
                 loop,
+                observers,
             )
             session.start()
+            observers.pool_started(self._name, n, sorted(handlers))
         except BaseException:
             if session is not None:
                 session.stop()
@@ -189,6 +215,7 @@ class WorkerPool:
         if cancelled:
             session.stop()
             self._registry.unfreeze()
+            observers.pool_stopped(self._name)
             logger.info("worker threads stopped as they started (a stop came during the start)")
             return
         logger.info(
@@ -247,6 +274,7 @@ class WorkerPool:
             finished = session.finish(deadline)
         finally:
             self._registry.unfreeze()
+            session.observers.pool_stopped(self._name)
         logger.info("worker threads finished%s", "" if finished else " (timed out)")
         return finished
 
@@ -266,6 +294,7 @@ class WorkerPool:
             session.stop()
         finally:
             self._registry.unfreeze()
+            session.observers.pool_stopped(self._name)
         logger.info("worker threads stopped")
 
     def start_polling_available_jobs(self, interval: Duration) -> None:

@@ -25,6 +25,7 @@ from jobworker._errors import ErrorReporter, JobTimeoutError
 from jobworker._execute import Attempt, run_attempt, run_attempt_async, timeout_message
 from jobworker._log import job_extra
 from jobworker._maintenance import Maintenance
+from jobworker._observer import Observers
 from jobworker._outcomes import settle
 from jobworker._periodic import PeriodicScheduler
 from jobworker._queue_plan import QueuePlan
@@ -74,8 +75,10 @@ class Session:
         queues: QueuePlan | None = None,
         async_width: int = 0,
         loop: asyncio.AbstractEventLoop | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.name = name
+        self.observers = observers if observers is not None else Observers((), report)
         self.database = database
         self.registry = registry
         self.settings = settings
@@ -87,7 +90,13 @@ class Session:
         self.slots = Slots(width, self._slot_freed, settings.prefetch, async_width, self._async_work)
         # Async handlers' lane: on ``loop`` (the caller's, for AsyncWorker) or a loop of its own.
         self.async_lane = AsyncLane(self, loop, name) if async_width else None
-        self.writer = OutcomeWriter(database, report, self._saved, f"{name}-outcomes")
+        self.writer = OutcomeWriter(
+            database,
+            report,
+            self._saved,
+            f"{name}-outcomes",
+            self.observers.outcomes_saved if self.observers else None,
+        )
         # Claiming stops while this many outcomes wait to be saved (the database refuses
         # writes): each unsaved claim is kept alive by heartbeats, so claims must not pile up.
         self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + async_width + settings.prefetch))
@@ -101,6 +110,7 @@ class Session:
             f"{name}-claimer",
             backlogged=lambda: self.writer.unsaved() >= self.max_unsaved,
             queues=queues,
+            on_claim_timed=self.observers.jobs_claimed if self.observers else None,
         )
         self.maintenance = Maintenance(
             database,
@@ -108,7 +118,7 @@ class Session:
             self.slots,
             self.writer.pending_claims,
             self._timed_out,
-            lambda reaped: self.claimer.wake(None),
+            self._reaped,
             report,
             f"{name}-maintenance",
         )
@@ -237,6 +247,10 @@ class Session:
             logger.info("giving back %d jobs claimed as the pool stopped", len(rejected))
             self._release(rejected)
 
+    def _reaped(self, count: int) -> None:
+        self.observers.jobs_reaped(count)
+        self.claimer.wake(None)
+
     def _slot_freed(self, job_type: str) -> None:
         self.claimer.slot_freed(job_type)
 
@@ -248,7 +262,9 @@ class Session:
         """Run one attempt on the calling worker thread and hand its outcome to the writer."""
         self._debug_start(run)
         try:
-            self.record(run, run_attempt(self.registry, run, self.report, self.slots.handler_returned))
+            self.record(
+                run, run_attempt(self.registry, run, self.report, self.slots.handler_returned, self.observers)
+            )
         except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
             self.report(exc, f"recording the outcome of job {run.job.id}")
         finally:
@@ -259,7 +275,10 @@ class Session:
         self._debug_start(run)
         try:
             self.record(
-                run, await run_attempt_async(self.registry, run, self.report, self.slots.handler_returned)
+                run,
+                await run_attempt_async(
+                    self.registry, run, self.report, self.slots.handler_returned, self.observers
+                ),
             )
         except Exception as exc:  # a bug, not the handler's: the reaper will requeue the job
             self.report(exc, f"recording the outcome of job {run.job.id}")
@@ -331,6 +350,8 @@ class Session:
 
     def _submit(self, run: Run, outcome: Outcome, error: BaseException | None) -> None:
         job = run.job
+        if self.observers:
+            self.observers.attempt_settled(job, outcome.kind)
         if outcome.kind is OutcomeKind.SUCCEEDED:
             if logger.isEnabledFor(logging.INFO):
                 logger.info("job %s succeeded", job.id, extra=job_extra(job, "succeeded"))

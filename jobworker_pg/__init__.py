@@ -24,6 +24,7 @@ from jobworker_pg._conninfo import mask_password, resolve_conninfo
 from jobworker_pg._init import init_job_queue, init_job_queue_reset_interrupted_jobs
 from jobworker_pg._inserts import MainModuleJobTypeWarning
 from jobworker_pg._listener import NotificationListener
+from jobworker_pg._processes import ProcessRegistry
 from jobworker_pg._schema import install_schema, schema_sql
 from jobworker_pg._service import PostgresService
 from jobworker_pg._testmodes import (
@@ -60,6 +61,7 @@ __all__ = [
     "MainModuleJobTypeWarning",
     "NotificationListener",
     "PostgresService",
+    "ProcessRegistry",
     "current_revision",
     "downgrade",
     "ignore_job_bundles",

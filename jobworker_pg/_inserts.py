@@ -65,6 +65,7 @@ def job_params(job: Job) -> dict[str, Any]:
         "meta": meta_json(job),
         "timeout": job.timeout,
         "concurrency_key": job.concurrency_key,
+        "trace_context": None,
     }
 
 
@@ -143,6 +144,7 @@ def jobs_params(jobs: Sequence[Job], payloads: Sequence[str]) -> dict[str, Any]:
         "metas": [meta_json(j) for j in jobs],
         "timeouts": [j.timeout for j in jobs],
         "concurrency_keys": [j.concurrency_key for j in jobs],
+        "trace_context": None,
     }
 
 

@@ -53,6 +53,7 @@ from jobworker_pg._inserts import (
 from jobworker_pg._listener import DEFAULT_PING_INTERVAL, NotificationListener
 from jobworker_pg._queries import q
 from jobworker_pg._rows import bundle_from_rows, job_from_row
+from jobworker_pg._trace_hook import enqueue_trace
 
 logger = logging.getLogger(__name__)
 
@@ -291,13 +292,15 @@ class PostgresService:
         params = job_params(job)
         if testmodes.active() and not testmodes.handle_jobs([job]):
             return job
-        if job.unique_key is not None:
+        if job.unique_key is not None:  # (no enqueue span: the unique path stores no trace context yet)
             return self._add_unique("add_job", unique.plan([job]), [params["payload"]], conn)[0]
-        if conn is not None:
-            return self._run("add_job", steps.insert_job(job, params), conn)
-        self._retrying_lost_connection(
-            "add_job", lambda: self._run("add_job", steps.insert_job(job, params), None), [job], None
-        )
+        with enqueue_trace("add_job", (job,)) as trace_context:
+            params["trace_context"] = trace_context
+            if conn is not None:
+                return self._run("add_job", steps.insert_job(job, params), conn)
+            self._retrying_lost_connection(
+                "add_job", lambda: self._run("add_job", steps.insert_job(job, params), None), [job], None
+            )
         return job
 
     def add_jobs(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
@@ -352,16 +355,30 @@ class PostgresService:
     ) -> None:
         """Store checked jobs (``payloads``: their JSON text, made by the check), all or none."""
         self._check_open(action)
+        with enqueue_trace(action, jobs) as trace_context:
+            self._store_jobs(action, jobs, payloads, conn, bundle, trace_context)
+
+    def _store_jobs(
+        self,
+        action: str,
+        jobs: list[Job],
+        payloads: list[str],
+        conn: Any,
+        bundle: JobBundle | None,
+        trace_context: Any,
+    ) -> None:
         if conn is not None:
             raw = psycopg_connection_of(conn)
             atomic = steps.insert_jobs_atomically(jobs, bundle, raw.autocommit)
-            steps.run_steps(raw, action, steps.insert_jobs(jobs, payloads, bundle), atomic=atomic)
+            insert_steps = steps.insert_jobs(jobs, payloads, bundle, trace_context)
+            steps.run_steps(raw, action, insert_steps, atomic=atomic)
             return
 
         def insert() -> None:
             with self._connection(action) as pooled:
                 atomic = steps.insert_jobs_atomically(jobs, bundle, pooled.autocommit)
-                steps.run_steps(pooled, action, steps.insert_jobs(jobs, payloads, bundle), atomic=atomic)
+                insert_steps = steps.insert_jobs(jobs, payloads, bundle, trace_context)
+                steps.run_steps(pooled, action, insert_steps, atomic=atomic)
 
         self._retrying_lost_connection(action, insert, jobs, bundle)
 
@@ -447,6 +464,17 @@ class PostgresService:
         """The jobs with these ids that exist, in one read (order not kept)."""
         ids = [check_uuid(i) for i in job_ids]
         return self._jobs("get_jobs", q("get_jobs"), {"ids": ids}) if ids else []
+
+    def get_trace_context(self, job_id: UUID) -> dict[str, str] | None:
+        """The W3C trace context stored with a job when it was enqueued under tracing
+        (:mod:`jobworker_pg.tracing`), or None; JobNotFoundError for an unknown job."""
+        job_id = check_uuid(job_id)
+        with self._connection("get_trace_context") as conn:
+            row = conn.execute(q("get_trace_context"), {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFoundError("job", job_id)
+        value: dict[str, str] | None = row[0]
+        return value
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         """The bundle with that id and its jobs; JobNotFoundError if none."""
@@ -833,7 +861,9 @@ class PostgresService:
         if job.unique_key is not None:
             operation = unique.insert_unique_jobs(unique.plan([job]), [params["payload"]])
             return (await steps.run_steps_async(raw, "add_job_async", operation))[0]
-        return await steps.run_steps_async(raw, "add_job_async", steps.insert_job(job, params))
+        with enqueue_trace("add_job_async", (job,)) as trace_context:
+            params["trace_context"] = trace_context
+            return await steps.run_steps_async(raw, "add_job_async", steps.insert_job(job, params))
 
     async def add_jobs_async(self, jobs: Sequence[Job], *, conn: Any = None) -> list[Job]:
         """Awaitable :meth:`add_jobs`: many jobs in one statement, all or none;
@@ -875,7 +905,9 @@ class PostgresService:
             operation = unique.insert_unique_jobs(unique.plan(jobs, bundle), payloads, bundle)
             await steps.run_steps_async(raw, action, operation, atomic=True)
             return
-        await steps.run_steps_async(raw, action, steps.insert_jobs(jobs, payloads, bundle), atomic=True)
+        with enqueue_trace(action, jobs) as trace_context:
+            insert = steps.insert_jobs(jobs, payloads, bundle, trace_context)
+            await steps.run_steps_async(raw, action, insert, atomic=True)
 
     async def get_job_async(self, job_id: UUID, *, conn: Any = None) -> Job:
         """Awaitable :meth:`get_job`; JobNotFoundError if none. With ``conn`` (as for

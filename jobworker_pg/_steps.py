@@ -73,9 +73,12 @@ def insert_job(job: Job, params: dict[str, Any]) -> Steps[Job]:
     return job
 
 
-def insert_jobs(jobs: list[Job], payloads: list[str], bundle: JobBundle | None) -> Steps[None]:
+def insert_jobs(
+    jobs: list[Job], payloads: list[str], bundle: JobBundle | None, trace_context: Any = None
+) -> Steps[None]:
     """Store checked jobs (and their ``bundle``): with COPY from COPY_MIN_JOBS on, else in
-    one insert_jobs statement. Sets the timestamps of the jobs and the bundle."""
+    one insert_jobs statement. Sets the timestamps of the jobs and the bundle.
+    ``trace_context`` (a Jsonb, while tracing) is stored with every job."""
     if bundle is not None:
         brow = yield Execute(q("insert_bundle"), bundle_params(bundle))
         assert brow is not None
@@ -83,8 +86,14 @@ def insert_jobs(jobs: list[Job], payloads: list[str], bundle: JobBundle | None) 
     if len(jobs) >= COPY_MIN_JOBS:
         yield CopyRows(q("copy_jobs"), COPY_TYPES, copy_rows(jobs, payloads))
         row = yield Execute(q("transaction_now"))
+        if trace_context is not None:
+            yield Execute(
+                q("set_trace_context"), {"trace_context": trace_context, "ids": [j.id for j in jobs]}
+            )
     else:
-        row = yield Execute(q("insert_jobs"), jobs_params(jobs, payloads))
+        params = jobs_params(jobs, payloads)
+        params["trace_context"] = trace_context
+        row = yield Execute(q("insert_jobs"), params)
     assert row is not None
     now: datetime = row[0]
     set_timestamps(jobs, now)

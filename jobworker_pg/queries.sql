@@ -4,18 +4,19 @@
 
 -- insert_job: store one job; the database clock sets created_at and updated_at
 insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
-                        queue, meta, timeout, concurrency_key)
+                        queue, meta, timeout, concurrency_key, trace_context)
 values (%(id)s, %(bundle_id)s, %(type)s, %(payload)s::jsonb, %(priority)s, %(origin)s,
         %(max_retry_count)s, %(start_at)s, %(queue)s, %(meta)s::jsonb, %(timeout)s,
-        %(concurrency_key)s)
+        %(concurrency_key)s, %(trace_context)s::jsonb)
 returning created_at, updated_at
 
 -- insert_jobs: store many jobs in one statement (arrays unnested in order), one wake-up per type
 with ins as (
     insert into worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at,
-                            queue, meta, timeout, concurrency_key)
+                            queue, meta, timeout, concurrency_key, trace_context)
     select id, bundle_id, type, payload::jsonb, priority, origin, max_retry_count, start_at,
-           queue, meta::jsonb, timeout, concurrency_key
+           queue, meta::jsonb, timeout, concurrency_key,
+           %(trace_context)s::jsonb  -- one enqueue span for the whole statement
     -- binary parameters: psycopg dumps text-format arrays with a quoting scan per element
     from unnest(%(ids)b::uuid[], %(bundle_ids)b::uuid[], %(types)b::text[], %(payloads)b::text[],
                 %(priorities)b::bigint[], %(origins)b::text[], %(max_retry_counts)b::integer[],
@@ -34,6 +35,15 @@ returning created_at, updated_at
 
 -- copy_jobs: store many jobs with one binary COPY (constraints and the statement-level insert trigger apply as for insert_jobs)
 copy worker.job (id, bundle_id, type, payload, priority, origin, max_retry_count, start_at, queue, meta, timeout, concurrency_key) from stdin (format binary)
+
+-- set_trace_context: the enqueue span's trace context on jobs stored by COPY (only while tracing)
+with traced as (
+    update worker.job set trace_context = %(trace_context)s::jsonb where id = any(%(ids)s::uuid[]) returning 1
+)
+select count(*) from traced
+
+-- get_trace_context: the trace context stored with a job, for the span of its attempt
+select trace_context from worker.job where id = %(id)s
 
 -- transaction_now: the database clock of the open transaction, which is created_at and updated_at of the rows it inserts
 select now()
@@ -675,3 +685,20 @@ returning id, bundle_id, type, payload, priority, origin, max_retry_count, curre
 
 -- delete_schedule: forget a schedule (an orphaned one; a worker that still runs it declares it again)
 delete from worker.schedule where name = %(name)s returning name
+
+-- register_worker_process: a worker process announces itself to the dashboard's registry (worker.worker_process)
+insert into worker.worker_process (id, host, pid, threads, job_types)
+values (%(id)s, %(host)s, %(pid)s, %(threads)s, %(job_types)s)
+on conflict (id) do update set threads = excluded.threads, job_types = excluded.job_types, heartbeat_at = now()
+
+-- worker_process_heartbeat: a registered process is alive, with this many busy threads; rows dead for a day are dropped
+with beat as (
+    update worker.worker_process set heartbeat_at = now(), busy = %(busy)s where id = %(id)s returning id
+)
+delete from worker.worker_process where heartbeat_at < now() - interval '1 day' and id <> %(id)s
+
+-- unregister_worker_process: a worker process stops
+delete from worker.worker_process where id = %(id)s
+
+-- worker_process_exists: whether this process's registry row is still there
+select 1 from worker.worker_process where id = %(id)s

@@ -165,6 +165,34 @@ create table if not exists worker.bundle_handler (
     last_seen_at    timestamptz not null default now()
 );
 
+-- Dashboard and tracing (revision jobqueue_0005) -----------------------------------------
+-- W3C trace context of the span that enqueued the job ({"traceparent": ..., "tracestate": ...}),
+-- so each attempt's span links back to the request that added it. Null without tracing.
+alter table worker.job add column if not exists trace_context jsonb;
+
+-- The durable completion job of a bundle, found by the bundle's id (the dashboard's bundle page).
+create index if not exists job_bundle_completion_idx
+    on worker.job ((payload ->> 'bundle_id'))
+    where type like 'jobqueue.bundle:%';
+-- Failed and cancelled jobs (few, next to a million succeeded ones): the dashboard counts them
+-- by type with an index-only scan and lists them newest first, without touching the table.
+create index if not exists job_failed_idx
+    on worker.job (id) include (type, cancelled_at)
+    where stopped_at is not null and error_msg is not null;
+
+-- Live worker processes, each refreshing its heartbeat_at; a row whose heartbeat is older than
+-- a few intervals belongs to a process that died. go-jobqueue processes do not register.
+create table if not exists worker.worker_process (
+    id           uuid primary key,
+    host         text not null,
+    pid          integer not null,
+    threads      integer not null check (threads >= 0),
+    busy         integer not null default 0 check (busy >= 0),
+    job_types    text[] not null default '{}',
+    started_at   timestamptz not null default now(),
+    heartbeat_at timestamptz not null default now()
+);
+
 -- A time-ordered id (UUID version 7, like jobqueue.new_id) for jobs made in SQL: 48 bits
 -- of Unix milliseconds over a random UUID, version bits turned from 4 to 7.
 create or replace function worker.new_job_id() returns uuid

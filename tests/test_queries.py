@@ -19,6 +19,15 @@ def test_every_named_query_is_used() -> None:
     assert used - set(QUERIES) == set()
 
 
+def test_every_dashboard_query_is_used() -> None:
+    from jobworker_pg.dashboard._sql import QUERIES as DASHBOARD_QUERIES
+
+    code = "\n".join(p.read_text() for p in (PACKAGE / "dashboard").rglob("*.py"))
+    used = set(re.findall(r'\bdq\("([a-z_]+)"\)', code))
+    assert set(DASHBOARD_QUERIES) - used == set()
+    assert used - set(DASHBOARD_QUERIES) == set()
+
+
 def test_parse_rejects_a_name_defined_twice() -> None:
     with pytest.raises(ValueError, match="defined twice"):
         parse("-- a: one\nselect 1\n-- a: two\nselect 2\n")

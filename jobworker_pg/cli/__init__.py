@@ -11,6 +11,7 @@ $DATABASE_URL, else an embedded PostgreSQL kept in the user's data directory
     jobqueue queues list                   # queues, their limits and jobs
     jobqueue retry JOB_ID
     jobqueue periodic list                 # schedules, last and next tick (--json)
+    jobqueue dashboard                     # the web dashboard on http://127.0.0.1:8000/
 
 Errors are one line on stderr (passwords masked) and exit code 1.
 """
@@ -21,6 +22,7 @@ import click
 
 from jobworker_pg.cli._admin import COMMANDS
 from jobworker_pg.cli._context import LOG_LEVELS, Group, State, configure_logging
+from jobworker_pg.cli._dashboard import dashboard
 from jobworker_pg.cli._demo import demo
 from jobworker_pg.cli._embedded_cmd import embedded
 from jobworker_pg.cli._periodic import periodic
@@ -54,7 +56,7 @@ def cli(ctx: click.Context, database_url: str | None, log_level: str) -> None:
     ctx.call_on_close(state.close)
 
 
-for _command in (*COMMANDS, periodic, worker, queues, demo, embedded):
+for _command in (*COMMANDS, periodic, worker, queues, demo, embedded, dashboard):
     cli.add_command(_command)
 
 

@@ -26,6 +26,7 @@ import jobworker
 from jobworker import Registry, WorkerPool
 from jobworker._queue_plan import QueuePlan
 from jobworker_pg._init import init_job_queue
+from jobworker_pg._processes import ProcessRegistry
 from jobworker_pg.cli._context import State, pass_state
 from jobworker_pg.cli._health import Health
 from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO, QUEUE_WEIGHT
@@ -236,6 +237,14 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="How long without the database makes the worker unhealthy.",
         ),
         _option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            metavar="PORT",
+            help="Serve this worker's Prometheus metrics on http://METRICS_HOST:PORT/metrics "
+            "(needs the metrics extra).",
+        ),
+        _option("--metrics-host", default="127.0.0.1", help="Address for --metrics-port."),
+        _option(
             "--stats-interval",
             type=DURATION,
             default="10s",
@@ -287,6 +296,8 @@ def run_worker(
     health_port: int | None,
     health_file: Path | None,
     unhealthy_after: timedelta,
+    metrics_port: int | None,
+    metrics_host: str,
     stats_interval: timedelta,
 ) -> None:
     """Serve ``registry``'s job types on ``target`` until SIGTERM/SIGINT (the body of the
@@ -308,6 +319,11 @@ def run_worker(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+    if metrics_port is not None:
+        _serve_metrics(pool, metrics_host, metrics_port)
+    registry_observer = ProcessRegistry(target.url)
+    pool.add_observer(registry_observer)
 
     counters = Counters()
     registry.add_after_job_hook(counters.after_job)
@@ -340,6 +356,7 @@ def run_worker(
             time.sleep(_TICK)
         finished = _finish(pool, signals, shutdown_timeout, reporter, counters)
     finally:
+        pool.remove_observer(registry_observer)
         health.close()
         depth.close()
         service.close()
@@ -351,6 +368,20 @@ def run_worker(
             "they will be retried once their heartbeat is older than dead_for"
         )
     click.echo("worker stopped cleanly", err=True)
+
+
+def _serve_metrics(pool: WorkerPool, host: str, port: int) -> None:
+    try:
+        from jobworker_pg.metrics import WorkerMetrics, serve_metrics
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics-port needs prometheus-client: pip install 'pg-jobqueue[metrics]' ({exc})"
+        ) from None
+    pool.add_observer(WorkerMetrics())
+    try:
+        serve_metrics(port, host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
 
 
 def _finish(
