@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from jobqueue import JobNotFoundError, JobQueueError
+from jobqueue import InvalidJobError, JobNotFoundError, JobQueueError
 from jobworker_pg._conninfo import resolve_conninfo
 from jobworker_pg._service import PostgresService
 from jobworker_pg.dashboard._chart import per_minute_chart
@@ -161,6 +161,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             type=params.get("type") or None,
             origin=params.get("origin") or None,
             bundle=_uuid_param(params.get("bundle"), "bundle"),
+            queue=params.get("queue") or None,
             before=_uuid_param(params.get("before"), "before"),
         )
         rows = d.data.jobs(f, PAGE_SIZE + 1)
@@ -277,6 +278,32 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             str(request.url_for("periodic")) + "?" + urlencode({"done": f"{action} {name}"}), status_code=303
         )
 
+    def queues(request: Request) -> Response:
+        return d.render(
+            request,
+            "queues.html",
+            page="queues",
+            queues=d.data.queues(),
+            done=_done(request, r"(pause|resume) .{1,100}"),
+        )
+
+    async def queue_action(request: Request) -> Response:
+        await _check_post(request, d)
+        return await run_in_threadpool(do_queue_action, request)
+
+    def do_queue_action(request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        if action not in ("pause", "resume"):
+            raise HTTPException(404, "unknown action")
+        try:
+            d.service.configure_queue(name, paused=action == "pause")
+        except InvalidJobError as exc:
+            raise HTTPException(400, str(exc)) from None
+        logger.info("dashboard: %s queue %r", action, name, extra={"action": f"queue-{action}"})
+        return RedirectResponse(
+            str(request.url_for("queues")) + "?" + urlencode({"done": f"{action} {name}"}), status_code=303
+        )
+
     def bulk(request: Request) -> Response:
         return d.render(
             request,
@@ -354,6 +381,8 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
         Route("/workers", workers, name="workers"),
         Route("/periodic", periodic, name="periodic"),
         Route("/periodic/{name:path}/{action}", periodic_action, methods=["POST"], name="periodic_action"),
+        Route("/queues", queues, name="queues"),
+        Route("/queues/{name:path}/{action}", queue_action, methods=["POST"], name="queue_action"),
         Route("/bulk", bulk, name="bulk"),
         Route("/bulk/retry-failed", bulk_retry_failed, methods=["POST"], name="bulk_retry_failed"),
         Route("/bulk/delete-finished", bulk_delete_finished, methods=["POST"], name="bulk_delete_finished"),

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
 import psycopg_pool
 
-from jobqueue import Job, JobBundle
+from jobqueue import Job, JobBundle, QueueInfo, RateLimit
 from jobworker_pg._errors import translate_errors
 from jobworker_pg._rows import BUNDLE_COLUMNS, job_from_row
 from jobworker_pg.dashboard._sql import dq
@@ -92,6 +92,7 @@ class JobFilter:
     type: str | None = None
     origin: str | None = None
     bundle: UUID | None = None
+    queue: str | None = None
     before: UUID | None = None
 
 
@@ -220,6 +221,7 @@ class DashboardData:
             "type": f.type,
             "origin": f.origin,
             "bundle": f.bundle,
+            "queue": f.queue,
             "limit": limit,
         }
         return [job_from_row(row) for row in self._rows("dashboard jobs", _JOBS_QUERY[f.state], params)]
@@ -262,6 +264,26 @@ class DashboardData:
     def workers(self) -> list[Worker]:
         """The registered worker processes, most recent heartbeat first."""
         return [Worker(*row) for row in self._rows("dashboard workers", dq("dash_workers"))]
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue with rules or unstopped jobs, by name, with its waiting and running
+        jobs (counted through the indexes of unstopped jobs, never the finished ones)."""
+        return [
+            QueueInfo(
+                name,
+                concurrency,
+                per_key,
+                None if rate_count is None else RateLimit(rate_count, timedelta(seconds=rate_per)),
+                paused,
+                waiting,
+                running,
+            )
+            for name, concurrency, per_key, rate_count, rate_per, paused, waiting, running in self._rows(
+                "dashboard queues", dq("dash_queues")
+            )
+        ]
 
     # -- bulk actions -----------------------------------------------------------------------
 

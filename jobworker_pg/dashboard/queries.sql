@@ -72,6 +72,7 @@ where (%(before)s::uuid is null or id < %(before)s::uuid)
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
   and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
+  and (%(queue)s::text is null or queue = %(queue)s::text)
 order by id desc
 limit %(limit)s
 
@@ -86,6 +87,7 @@ where started_at is null and stopped_at is null
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
   and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
+  and (%(queue)s::text is null or queue = %(queue)s::text)
 order by id desc
 limit %(limit)s
 
@@ -100,6 +102,7 @@ where started_at is not null and stopped_at is null
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
   and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
+  and (%(queue)s::text is null or queue = %(queue)s::text)
 order by id desc
 limit %(limit)s
 
@@ -114,6 +117,7 @@ where stopped_at is not null and error_msg is not null
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
   and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
+  and (%(queue)s::text is null or queue = %(queue)s::text)
 order by id desc
 limit %(limit)s
 
@@ -128,6 +132,7 @@ where stopped_at is not null and error_msg is null
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
   and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
+  and (%(queue)s::text is null or queue = %(queue)s::text)
 order by id desc
 limit %(limit)s
 
@@ -188,3 +193,28 @@ select count(*) from (
       and error_msg is null and bundle_id is null
     limit %(cap)s
 ) as capped
+
+-- dash_queues: every queue with rules or unstopped jobs, its rules and waiting and running jobs (job_queue_available_idx, job_running_idx; never the finished jobs)
+with waiting as (
+    select queue, count(*) as n
+    from worker.job
+    where started_at is null and stopped_at is null
+    group by queue
+), running as (
+    select queue, count(*) as n
+    from worker.job
+    where started_at is not null and stopped_at is null
+    group by queue
+), names as (
+    select name from worker.queue
+    union select queue from waiting
+    union select queue from running
+)
+select n.name, r.concurrency, r.per_key_concurrency, r.rate_limit_count,
+       extract(epoch from r.rate_limit_per)::float8, coalesce(r.paused, false),
+       coalesce(w.n, 0), coalesce(ru.n, 0)
+from names n
+left join worker.queue r on r.name = n.name
+left join waiting w on w.queue = n.name
+left join running ru on ru.queue = n.name
+order by n.name
