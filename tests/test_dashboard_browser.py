@@ -177,3 +177,28 @@ def test_script_laden_user_data_never_runs(db_url: str, service: PostgresService
         assert page.evaluate("window.__pwned") is None
         assert errors == []
         context.close()
+
+
+def test_a_queue_paused_from_the_queues_page_stays_paused(
+    db_url: str, service: PostgresService, browser: Any
+) -> None:
+    name = EVIL[1]  # a queue name is user data too
+    service.add_job(jobqueue.new_job("t", "o", None, queue=name))
+    service.configure_queue("emails", concurrency=2)
+    with serve_dashboard(db_url) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{base}/")
+        page.on("dialog", lambda dialog: dialog.accept())
+        with page.expect_navigation():
+            page.click("nav >> text=Queues")
+        row = page.locator("tr", has_text=name)
+        assert row.locator("td").nth(1).inner_text() == "active"
+        with page.expect_navigation():
+            row.locator("button.pause").click()
+        assert page.inner_text(".flash") == f"Done: pause {name}."
+        assert page.locator("tr", has_text=name).locator("td").nth(1).inner_text() == "paused"
+        assert page.locator("tr", has_text=name).locator("button.resume").count() == 1
+        assert page.evaluate("window.__pwned") is None
+        context.close()
+    assert {q.name: q.paused for q in service.list_queues()} == {"emails": False, name: True}
