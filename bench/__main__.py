@@ -32,12 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(WORKLOADS),
         help=f"comma-separated, of {','.join(WORKLOADS)}",
     )
+    p.add_argument(
+        "--scale",
+        type=int,
+        help="rows of the big-table workloads (W5done, W5backlog, W4done; default 1,000,000, quick 100,000)",
+    )
     p.add_argument("--chart", type=Path, help="also write the chart here (e.g. docs/performance.png)")
     p.add_argument(
         "--prefetch",
         type=int,
         default=DEFAULT_PREFETCH,
-        help=f"pg-jobqueue's WorkerPool prefetch (default {DEFAULT_PREFETCH}; 0 is the library's default)",
+        help=f"the pg-jobqueue-tuned row's prefetch (default {DEFAULT_PREFETCH})",
     )
     args = p.parse_args(argv)
     os.environ[PREFETCH_ENV] = str(args.prefetch)  # read by the spawned worker processes
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w}")
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.scale is not None:
+        if args.scale < 0:
+            p.error("--scale must be 0 or more")
+        sizes = dataclasses.replace(sizes, scale=args.scale)
     results: list[Result] = []
     with server(args.database_url) as admin_url:
         version = server_version(admin_url)
@@ -66,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
-        "pg-jobqueue prefetch": args.prefetch,
+        "pg-jobqueue-tuned prefetch": args.prefetch,
+        "load average before": os.getloadavg(),
         "sizes": dataclasses.asdict(sizes),
         "postgresql": version,
         "python": platform.python_version(),
@@ -74,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     text = report.table(results, systems, workloads)
     print("\n" + text + "\n")
+    cpu = report.cpu_table(results, systems, workloads)
+    if cpu:
+        print(cpu + "\n")
     print("\n".join(report.targets(results)))
     for r in results:
         if not r.ok or r.note:

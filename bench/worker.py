@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue as queue_mod
+import time
 import traceback
 from typing import Any
 
@@ -16,7 +17,14 @@ START_TIMEOUT = 120.0
 def _main(system_name: str, url: str, spec: WorkSpec, out: Any) -> None:
     try:
         system = load(system_name)
-        result = system.work(url, spec, lambda: out.put(("ready", None)))
+        cpu_at_ready: list[float] = []
+
+        def ready() -> None:
+            out.put(("ready", None))
+            cpu_at_ready.append(time.process_time())
+
+        result = system.work(url, spec, ready)
+        result.cpu_seconds = time.process_time() - cpu_at_ready[0]  # every thread of the process
         out.put(("result", result))
     except BaseException:
         out.put(("error", traceback.format_exc()))

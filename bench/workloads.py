@@ -15,9 +15,22 @@ from bench.worker import WorkerProcess
 
 logger = logging.getLogger(__name__)
 
-WORKLOADS = ("W1", "W2", "W3c1", "W3c16", "W3a16", "W3a100", "W4", "W5done", "W5backlog", "W6", "W7wait")
+WORKLOADS = (
+    "W1",
+    "W2",
+    "W3c1",
+    "W3c16",
+    "W3a16",
+    "W3a100",
+    "W4",
+    "W5done",
+    "W5backlog",
+    "W4done",
+    "W6",
+    "W7wait",
+)
 #: Workloads measured as latencies (ms), not rates.
-LATENCY_WORKLOADS = ("W4", "W7wait")
+LATENCY_WORKLOADS = ("W4", "W4done", "W7wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,7 @@ class Result:
     seconds: float | None = None
     rate: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_job: float | None = None  # the worker process's CPU per job (W3, W5, W6)
     checked: str = ""  # what the database said afterwards
     ok: bool = True
     note: str = ""
@@ -81,6 +95,7 @@ def _drain(system: System, url: str, spec: WorkSpec, res: Result, before: int) -
     work = _work(system, url, spec)
     succeeded = system.count_succeeded(url) - before
     res.seconds, res.rate = work.seconds, spec.target / work.seconds
+    res.cpu_us_per_job = 1e6 * work.cpu_seconds / spec.target
     res.checked = f"{work.calls} handler calls, {succeeded} succeeded in db"
     res.ok = work.calls >= spec.target and succeeded >= spec.target
 
@@ -129,6 +144,9 @@ def _run(system: System, workload: str, url: str, s: Sizes, res: Result) -> None
         _latency(system, url, s, res)
     elif workload == "W7wait":
         _wait_latency(system, url, s, res)
+    elif workload == "W4done":
+        system.preload(url, 0, s.scale)
+        _latency(system, url, s, res)
     elif workload == "W6":
         system.preload_bundles(url, s.bundles, s.bundle_size)
         work = _work(system, url, WorkSpec("bundles", 16, s.bundles))

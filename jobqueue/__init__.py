@@ -66,6 +66,7 @@ from jobqueue._listeners import (
     remove_job_bundle_stopped_listener,
     remove_job_stopped_listener,
     set_job_bundle_of_type_stopped_listener,
+    when_listened,
 )
 from jobqueue._models import AttemptError, Job, JobBundle, JobDesc, JobState, StateCounts, Status
 from jobqueue._payload import DEFAULT_MAX_PAYLOAD_BYTES, max_payload_bytes, set_max_payload_bytes
@@ -175,4 +176,5 @@ __all__ = [
     "wait_for_bundle_async",
     "wait_for_job",
     "wait_for_job_async",
+    "when_listened",
 ]

@@ -38,12 +38,41 @@ _lock = threading.Lock()
 _job_stopped: list[JobStoppedListener] = []
 _bundle_stopped: list[BundleStoppedListener] = []
 _bundle_of_type_stopped: dict[str, BundleStoppedListener] = {}
+# Called (outside the lock) after a listener is added; one returning False is dropped.
+_on_listened: list[Callable[[], bool]] = []
+
+
+def when_listened(callback: Callable[[], bool]) -> None:
+    """Call ``callback()`` once some listener is registered: now if one already is, else
+    right after the next ``add_*`` / ``set_*`` call here, again after each later one until it
+    returns False. ``jobworker_pg.init_job_queue`` uses it to connect a service to these
+    registries (LISTEN for stop events, a dispatch thread) only in processes that listen."""
+    with _lock:
+        listened = bool(_job_stopped or _bundle_stopped or _bundle_of_type_stopped)
+        if not listened:
+            _on_listened.append(callback)
+            return
+    if callback():
+        with _lock:
+            _on_listened.append(callback)
+
+
+def _listened() -> None:
+    with _lock:
+        callbacks = list(_on_listened)
+    dropped = [fn for fn in callbacks if not fn()]
+    if dropped:
+        with _lock:
+            for fn in dropped:
+                if fn in _on_listened:
+                    _on_listened.remove(fn)
 
 
 def add_job_stopped_listener(fn: JobStoppedListener) -> None:
     """Call ``fn(job, will_retry)`` after every attempt of every job ends."""
     with _lock:
         _job_stopped.append(fn)
+    _listened()
 
 
 def remove_job_stopped_listener(fn: JobStoppedListener) -> None:
@@ -57,6 +86,7 @@ def add_job_bundle_stopped_listener(fn: BundleStoppedListener) -> None:
     """Call ``fn(bundle)`` once when the last job of any bundle stops for good."""
     with _lock:
         _bundle_stopped.append(fn)
+    _listened()
 
 
 def remove_job_bundle_stopped_listener(fn: BundleStoppedListener) -> None:
@@ -70,6 +100,7 @@ def set_job_bundle_of_type_stopped_listener(bundle_type: str, fn: BundleStoppedL
     """Call ``fn(bundle)`` when a bundle of ``bundle_type`` stops; replaces an earlier one."""
     with _lock:
         _bundle_of_type_stopped[bundle_type] = fn
+    _listened()
 
 
 def remove_job_bundle_of_type_stopped_listener(bundle_type: str) -> None:

@@ -203,8 +203,16 @@ class StateCounts(BaseModel):
 
 
 class Status(StateCounts):
-    """Counts of jobs by state, overall and per job type (``by_type``), plus bundles."""
+    """Counts of jobs by state, overall and per job type (``by_type``), plus bundles.
+
+    ``pending``, ``scheduled``, ``running`` and ``retrying`` are always exact. When
+    ``estimated`` is True (a big job table: PostgresService counts finished jobs exactly
+    below 20,000 rows), ``succeeded``, ``failed`` and ``cancelled`` (overall and per type)
+    are estimates from a sample of the table, so that the call stays cheap with a long
+    history; bundle counts are exact.
+    """
 
     by_type: dict[str, StateCounts] = Field(default_factory=dict)
     num_bundles: int = 0
     num_bundles_stopped: int = 0
+    estimated: bool = False

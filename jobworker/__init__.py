@@ -41,6 +41,7 @@ from jobworker import retry as retry  # the module jobworker.retry, a public nam
 from jobworker._async_runner import DEFAULT_ASYNC_CONCURRENCY
 from jobworker._async_worker import AsyncWorker
 from jobworker._bundles import BundleHandler
+from jobworker._claim_ahead import AUTO_PREFETCH_LIMIT
 from jobworker._context import JobContext, current_job_context
 from jobworker._database import (
     BUNDLE_JOB_PREFIX,
@@ -95,6 +96,14 @@ from jobworker._periodic import (
 )
 from jobworker._pool import WorkerPool
 from jobworker._registry import AfterJobHook, BeforeJobHook, Handler, Registry, RetryScheduler
+from jobworker._retention import (
+    DEFAULT_KEEP_BUNDLES,
+    DEFAULT_KEEP_CANCELLED,
+    DEFAULT_KEEP_FAILED,
+    DEFAULT_KEEP_SUCCEEDED,
+    Retention,
+    RetentionChanges,
+)
 from jobworker._schedules import CronSchedule, IntervalSchedule, Schedule, daily, every, monthly, weekly
 from jobworker._settings import (
     DEFAULT_DEAD_FOR,
@@ -106,12 +115,17 @@ from jobworker._settings import (
 )
 
 __all__ = [
+    "AUTO_PREFETCH_LIMIT",
     "BUNDLE_JOB_PREFIX",
     "CATCH_UP_GRACE",
     "DEFAULT_ASYNC_CONCURRENCY",
     "DEFAULT_DEAD_FOR",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_JOB_TIMEOUT",
+    "DEFAULT_KEEP_BUNDLES",
+    "DEFAULT_KEEP_CANCELLED",
+    "DEFAULT_KEEP_FAILED",
+    "DEFAULT_KEEP_SUCCEEDED",
     "DEFAULT_RETRY_BASE_DELAY",
     "DEFAULT_RETRY_MAX_DELAY",
     "MAX_CATCH_UP_TICKS",
@@ -134,6 +148,8 @@ __all__ = [
     "PeriodicScheduler",
     "PeriodicSpec",
     "Registry",
+    "Retention",
+    "RetentionChanges",
     "RetryScheduler",
     "Schedule",
     "ScheduleState",

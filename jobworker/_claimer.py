@@ -278,8 +278,10 @@ class Claimer:
                 continue
             started = time.monotonic()
             jobs = self._database.claim_jobs(call.job_types, limit, queue=queue)
+            took = time.monotonic() - started
+            self._slots.claim_took(took, round_.lane)
             if self._on_claim_timed is not None:
-                self._on_claim_timed(jobs, time.monotonic() - started)
+                self._on_claim_timed(jobs, took)
             retry_in = getattr(jobs, "retry_in", None)  # ClaimedJobs: held back by the queue's rules
             if retry_in is not None:
                 round_.retry_in = retry_in if round_.retry_in is None else min(round_.retry_in, retry_in)

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from jobqueue import Job, JobBundle
 from jobqueue._queues import DEFAULT_QUEUE
+from jobworker._retention import Retention
 
 if TYPE_CHECKING:
     from jobworker._periodic import PeriodicSpec
@@ -132,6 +133,13 @@ class WorkerDatabase(Protocol):
         """Record durably that bundles of these types have a completion handler (each with
         the ``max_retry_count`` of its completion jobs) and that a worker serves them now,
         so the transaction that stops a bundle's last job also enqueues its completion job."""
+        ...
+
+    def prune_finished(self, retention: Retention) -> int | None:
+        """Delete finished jobs and bundles older than ``retention`` allows, in batches of
+        ``retention.batch_size`` rows, each its own short transaction. One process at a
+        time: returns None at once when another one is pruning, else how many rows (jobs
+        and bundles) were deleted."""
         ...
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:

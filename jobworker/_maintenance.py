@@ -1,4 +1,5 @@
-"""The maintenance thread: one heartbeat for all in-flight jobs, the reaper, and timeouts.
+"""The maintenance thread: one heartbeat for all in-flight jobs, the reaper, timeouts and
+retention.
 
 Every ``heartbeat_interval`` it sends one ``heartbeat`` with every claim this
 pool holds (running jobs and outcomes not yet saved); every ``reaper_interval``
@@ -10,6 +11,11 @@ failure for ``dead_for``: after an outage (or at start-up) every live worker
 first gets the time to renew its heartbeats, so that a database restart or a
 network cut longer than ``dead_for`` does not make live jobs look dead. The
 heartbeat goes out even with no claims, so an idle worker notices outages too.
+
+Every ``retention.interval`` it prunes finished jobs and bundles past their
+retention (see :mod:`jobworker._retention`); the database lets one process at a
+time do that. A round that deleted its most is followed by the next after a short
+pause, until a round finds less.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from uuid import UUID
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorReporter
 from jobworker._log import job_extra
+from jobworker._retention import DEFAULT_PRUNE_MAX_BATCHES, PRUNE_BACKLOG_MIN_PAUSE_SECONDS
 from jobworker._settings import WorkerSettings
 from jobworker._slots import Run, Slots
 
@@ -54,6 +61,7 @@ class Maintenance:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         # When a database call last failed; start-up counts as one (the state is unknown).
         self._last_failure = time.monotonic()
+        self._prune_backlog = False  # the last pruning round deleted its most
 
     def start(self) -> None:
         """Start the maintenance thread."""
@@ -72,6 +80,9 @@ class Maintenance:
         now = time.monotonic()
         next_heartbeat = now + heartbeat_every
         next_reap = now  # reap once at start
+        retention = self._settings.retention
+        prune_every = retention.interval.total_seconds()
+        next_prune = now if retention.prunes_anything else float("inf")
         while not self._stopping.is_set():
             for run in self._slots.expire():
                 try:
@@ -86,7 +97,15 @@ class Maintenance:
                 next_reap = now + reap_every
                 if now - self._last_failure >= self._settings.dead_for.total_seconds():
                     self._guard(self._reap, "reaping dead jobs")
-            wake_at = min(next_heartbeat, next_reap)
+            if now >= next_prune:
+                self._prune_backlog = False
+                self._guard(self._prune, "deleting finished jobs past their retention")
+                ended = time.monotonic()
+                pause = (
+                    max(PRUNE_BACKLOG_MIN_PAUSE_SECONDS, ended - now) if self._prune_backlog else prune_every
+                )
+                next_prune = ended + pause
+            wake_at = min(next_heartbeat, next_reap, next_prune)
             deadline = self._slots.next_deadline()
             if deadline is not None:
                 wake_at = min(wake_at, deadline)
@@ -116,3 +135,11 @@ class Maintenance:
         if reaped:
             logger.info("requeued or failed %d jobs whose worker died", reaped)
             self._on_reaped(reaped)
+
+    def _prune(self) -> None:
+        retention = self._settings.retention
+        deleted = self._database.prune_finished(retention)
+        if deleted:
+            logger.info("deleted %d finished jobs and bundles past their retention", deleted)
+            # A round deletes at most this many jobs (and as many bundles): more may wait.
+            self._prune_backlog = deleted >= retention.batch_size * DEFAULT_PRUNE_MAX_BATCHES

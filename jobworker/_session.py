@@ -99,7 +99,7 @@ class Session:
         )
         # Claiming stops while this many outcomes wait to be saved (the database refuses
         # writes): each unsaved claim is kept alive by heartbeats, so claims must not pile up.
-        self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + async_width + settings.prefetch))
+        self.max_unsaved = max(MIN_UNSAVED_BOUND, 2 * (width + async_width + self.slots.prefetch_limit))
         self.claimer = Claimer(
             database,
             handlers,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypedDict, Unpack
+from typing import Any, Literal, TypedDict, Unpack
 
-#: A duration: a timedelta or a number of seconds.
-Duration = timedelta | float | int
+from jobworker._claim_ahead import AUTO
+
+# Re-exported: the rest of jobworker imports them from here.
+from jobworker._durations import Duration as Duration
+from jobworker._durations import to_timedelta as to_timedelta
+from jobworker._retention import DEFAULT_RETENTION, Retention
 
 DEFAULT_JOB_TIMEOUT = timedelta(minutes=15)
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
@@ -18,22 +21,6 @@ DEFAULT_DEAD_FOR = timedelta(seconds=60)
 DEAD_FOR_HEARTBEATS = 3
 #: Upper bound of ``prefetch``: claimed jobs waiting in memory hold their claim.
 MAX_PREFETCH = 10_000
-
-
-def to_timedelta(value: Duration, what: str, *, allow_zero: bool = False) -> timedelta:
-    """Convert a duration to a timedelta; ValueError for anything but a finite positive one
-    (or zero when ``allow_zero``)."""
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{what} must be a timedelta or a number of seconds, got {type(value).__name__}")
-    elif not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    else:
-        result = timedelta(seconds=value)
-    if result < timedelta(0) or (result == timedelta(0) and not allow_zero):
-        raise ValueError(f"{what} must be positive, got {value!r}")
-    return result
 
 
 class SettingsChanges(TypedDict, total=False):
@@ -45,7 +32,8 @@ class SettingsChanges(TypedDict, total=False):
     heartbeat_interval: Duration | None
     dead_for: Duration | None
     reaper_interval: Duration | None
-    prefetch: int | None
+    prefetch: int | Literal["auto"] | None
+    retention: Retention | None
 
 
 #: The names of the settings, in their documented order.
@@ -60,17 +48,25 @@ class WorkerSettings:
     ``dead_for`` is shorter than three heartbeat intervals (a live worker would look dead).
 
     ``prefetch`` is how many jobs the pool claims ahead of its free threads, so that a
-    thread that ends a job starts the next one from memory, without a round trip. 0 (the
-    default) claims only for free threads. A prefetched job holds a claim: a graceful stop
-    gives it back uncounted, but if the process is killed (SIGKILL, OOM) the reaper counts
-    that attempt as a crash, like a job that was running.
+    thread that ends a job starts the next one from memory, without a round trip. ``"auto"``
+    (the default) adapts it to the jobs: as many as the threads end in one claim round
+    trip, at most ``AUTO_PREFETCH_LIMIT`` (32), none for jobs longer than a round trip
+    (see :mod:`jobworker._claim_ahead`); a number fixes it; 0 claims only for free
+    threads. A prefetched job holds a claim: a graceful stop gives it back uncounted, but
+    if the process is killed (SIGKILL, OOM) the reaper counts that attempt as a crash,
+    like a job that was running.
+
+    ``retention`` (:class:`jobworker.Retention`) says how long finished jobs and bundles
+    are kept; the pool's maintenance deletes older ones (by default succeeded and
+    cancelled jobs and finished bundles after 7 days, failed jobs after 30).
     """
 
     job_timeout: timedelta = DEFAULT_JOB_TIMEOUT
     heartbeat_interval: timedelta = DEFAULT_HEARTBEAT_INTERVAL
     dead_for: timedelta = DEFAULT_DEAD_FOR
     reaper_interval: timedelta | None = None
-    prefetch: int = 0
+    prefetch: int | Literal["auto"] = AUTO
+    retention: Retention = DEFAULT_RETENTION
 
     def __post_init__(self) -> None:
         check_prefetch(self.prefetch)
@@ -104,14 +100,23 @@ class WorkerSettings:
                 )
             if value is None:
                 continue
-            values[name] = check_prefetch(value) if name == "prefetch" else to_timedelta(value, name)
+            if name == "prefetch":
+                values[name] = check_prefetch(value)
+            elif name == "retention":
+                if not isinstance(value, Retention):
+                    raise ValueError(f"retention must be a jobworker.Retention, got {type(value).__name__}")
+                values[name] = value
+            else:
+                values[name] = to_timedelta(value, name)
         return dataclasses.replace(self, **values)
 
 
-def check_prefetch(value: int) -> int:
-    """``value`` if it is a valid ``prefetch``; ValueError otherwise."""
+def check_prefetch(value: int | Literal["auto"]) -> int | Literal["auto"]:
+    """``value`` if it is a valid ``prefetch`` (``"auto"`` or an int); ValueError otherwise."""
+    if value == AUTO:
+        return AUTO
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"prefetch must be an int, got {type(value).__name__}")
+        raise ValueError(f'prefetch must be an int or "auto", got {value!r}')
     if not 0 <= value <= MAX_PREFETCH:
         raise ValueError(f"prefetch must be between 0 and {MAX_PREFETCH}, got {value}")
     return value

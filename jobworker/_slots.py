@@ -7,7 +7,9 @@ next claim can use the slot while the stray handler keeps running.
 
 Async handlers have a lane of their own beside the threads': ``async_width``
 places (the pool's async concurrency, plus ``prefetch``), taken by the event
-loop's runner with :meth:`Slots.take_async` instead of by threads.
+loop's runner with :meth:`Slots.take_async` instead of by threads. Each lane
+has its own claim-ahead (:mod:`jobworker._claim_ahead`): an adaptive one
+learns from that lane's claims and jobs only.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from uuid import UUID
 
 from jobqueue import Job
+from jobworker._claim_ahead import ClaimAhead
 from jobworker._context import JobContext
 from jobworker._database import WorkerDatabase
 from jobworker._registry import Handler
@@ -48,7 +52,7 @@ class WorkerHandle:
 class Run:
     """One claimed job in this pool."""
 
-    __slots__ = ("context", "deadline", "handler", "job", "state", "thread", "timeout")
+    __slots__ = ("context", "deadline", "handler", "job", "started", "state", "thread", "timeout")
 
     def __init__(
         self, job: Job, handler: Handler, timeout: timedelta, database: WorkerDatabase | None
@@ -58,6 +62,7 @@ class Run:
         self.timeout = timeout
         self.state = RunState.PENDING
         self.deadline = 0.0  # time.monotonic() deadline, set when the handler starts
+        self.started = 0.0  # time.monotonic() the handler started
         self.thread: WorkerHandle | None = None
         self.context = JobContext(job, datetime.now(UTC) + timeout, database)
 
@@ -72,15 +77,16 @@ class Slots:
         self,
         width: int,
         on_free: Callable[[str], None],
-        prefetch: int = 0,
+        prefetch: int | Literal["auto"] = 0,
         async_width: int = 0,
         on_async_work: Callable[[], None] | None = None,
     ) -> None:
         self.width = width
         self.async_width = async_width
-        self.prefetch = prefetch
-        self._capacity = width + prefetch if width else 0
-        self._async_capacity = async_width + prefetch if async_width else 0
+        # One claim-ahead per lane (False: threads, True: async): the lanes' jobs run at
+        # their own pace, so each learns from its own claims and jobs.
+        self._ahead = {False: ClaimAhead(width, prefetch), True: ClaimAhead(async_width, prefetch)}
+        self._resized = 0  # thread places added (or, negative, held back) by resize()
         self._on_free = on_free
         self._on_async_work = on_async_work
         self._lock = threading.Lock()
@@ -110,6 +116,11 @@ class Slots:
         with self._lock:
             return self._free(is_async)
 
+    def prefetch(self, is_async: bool = False) -> int:
+        """Jobs claimed ahead of a lane's places now (fixed, or adapted as jobs run)."""
+        with self._lock:
+            return self._ahead[is_async].value
+
     def claimable(self, is_async: bool | None = None) -> int:
         """How many jobs to claim now for a lane (None: the larger of both): the free places,
         or 0 while more than half of the prefetch is still waiting, so that claims come in
@@ -121,22 +132,45 @@ class Slots:
 
     def _claimable(self, is_async: bool) -> int:
         pending = self._pending_async if is_async else self._pending
-        if self.prefetch and len(pending) > self.prefetch // 2:
+        ahead = self._ahead[is_async].value
+        if ahead and len(pending) > ahead // 2:
             return 0
         return self._free(is_async)
 
-    def _free(self, is_async: bool) -> int:
+    def claim_took(self, seconds: float, is_async: bool = False) -> None:
+        """A claim round trip for a lane took ``seconds`` (an adaptive prefetch learns from it)."""
+        with self._lock:
+            self._ahead[is_async].claim_took(seconds)
+
+    @property
+    def prefetch_limit(self) -> int:
+        """The most jobs ever claimed ahead of the places, both lanes together (the fixed
+        prefetch, or the adaptive one's limit, of each lane that has places)."""
+        lanes = ((False, self.width), (True, self.async_width))
+        return sum(self._ahead[is_async].limit for is_async, width in lanes if width)
+
+    def _room(self, is_async: bool) -> int:
+        # Negative when the places shrank below what is held (resize, an adaptive prefetch
+        # that dropped).
         if is_async:
-            return self._async_capacity - len(self._pending_async) - self._active_async
-        return self._capacity - len(self._pending) - (len(self._active) - self._active_async)
+            if not self.async_width:
+                return 0
+            return self.async_width + self._ahead[True].value - len(self._pending_async) - self._active_async
+        if not self.width:
+            return 0
+        held = len(self._pending) + len(self._active) - self._active_async
+        return self.width + self._resized + self._ahead[False].value - held
+
+    def _free(self, is_async: bool) -> int:
+        return max(0, self._room(is_async))
 
     def resize(self, delta: int) -> list[Run]:
         """Change the number of places by ``delta`` (threads held back or given back).
         Returns the pending runs that no longer fit (newest first out), for the caller to
         give back."""
         with self._lock:
-            self._capacity += delta
-            over = min(max(-self._free(False), 0), len(self._pending))
+            self._resized += delta
+            over = min(max(-self._room(False), 0), len(self._pending))
             dropped = self._take_pending(list(self._pending)[len(self._pending) - over :]) if over else []
         for run in dropped:
             run.context.cancel()
@@ -204,7 +238,8 @@ class Slots:
 
     def _start(self, run: Run) -> None:
         run.state = RunState.RUNNING
-        run.deadline = time.monotonic() + run.timeout.total_seconds()
+        run.started = time.monotonic()
+        run.deadline = run.started + run.timeout.total_seconds()
         run.context.deadline = datetime.now(UTC) + run.timeout
         self._active[run.job.id] = run
         if run.deadline < self._watch_until:
@@ -215,6 +250,7 @@ class Slots:
         with self._lock:
             if run.state is RunState.RUNNING:
                 run.state = RunState.FINISHING
+                self._ahead[run.handler.is_async].job_ran(time.monotonic() - run.started)
                 return True
             return False
 
@@ -234,6 +270,7 @@ class Slots:
             expired = [r for r in self._active.values() if r.state is RunState.RUNNING and r.deadline <= now]
             for run in expired:
                 run.state = RunState.TIMED_OUT
+                self._ahead[run.handler.is_async].job_ran(now - run.started)
                 if run.thread is not None:
                     run.thread.retired = True
                 self._forget(run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,11 @@ def init_job_queue(conninfo: str | None = None, **service_kwargs: Any) -> Postgr
     (``jobqueue.add_job_stopped_listener`` and friends) to its notifications, hand it
     to :mod:`jobworker` as the worker database, and make it the default service.
 
+    The registries are connected when the first listener is registered (at once if one
+    is): a process that never listens opens no LISTEN connection for stop events and runs
+    no dispatch thread. Registering the first listener waits (up to a few seconds) until
+    the LISTEN is in place, so every job that stops afterwards is reported.
+
     ``conninfo`` defaults to $JOBQUEUE_DATABASE_URL, then $DATABASE_URL. The
     schema must be installed (:func:`install_schema` or ``jobqueue migrate``).
     Connects once first, so a wrong URL, password or database name fails here, at
@@ -32,10 +38,21 @@ def init_job_queue(conninfo: str | None = None, **service_kwargs: Any) -> Postgr
     service_kwargs.setdefault("on_error", jobworker.default_pool().pass_on_error)
     service = PostgresService(conninfo, **service_kwargs)
     previous_database = jobworker.default_pool().database
+    service_ref = weakref.ref(service)  # a closed, forgotten service is not kept alive by the hook
+
+    def connect_listeners() -> bool:
+        # Runs once a listener is registered (at once if one already is): only then does this
+        # process pay for stop notifications and the thread that dispatches them.
+        current = service_ref()
+        if current is None or current.closed:
+            return False
+        current.add_listener(jobqueue.ListenerDispatcher(current))
+        return False  # attached: the dispatcher reads the registries at each event
+
     try:
         service.check_connection()
         jobworker.set_database(service)
-        service.add_listener(jobqueue.ListenerDispatcher(service))
+        jobqueue.when_listened(connect_listeners)
     except BaseException:
         if jobworker.default_pool().database is service:
             jobworker.set_database(previous_database)

@@ -3,7 +3,9 @@
 The connection LISTENs on ``job_available``, ``job_stopped`` and
 ``job_bundle_stopped``. ``job_available`` calls the wake-up callback on the
 listener thread (it only sets events); stop events go through a queue to a
-dispatcher thread, so a slow ServiceListener never delays a wake-up. A dropped
+dispatcher thread, so a slow ServiceListener never delays a wake-up. The
+dispatcher thread starts with the first ServiceListener; without one, stop
+events are dropped as they arrive. A dropped
 connection is re-opened with capped backoff; after each (re)connect the
 wake-up callback gets ``None``: notifications may have been missed, so workers
 claim once. A connection that died silently is found by a ping when nothing
@@ -63,7 +65,8 @@ _POLL_SECONDS = 0.2
 
 
 class NotificationListener:
-    """Owns the LISTEN connection and its two threads. Start lazily; stop is idempotent."""
+    """Owns the LISTEN connection and its thread, plus a dispatch thread once a ServiceListener
+    is added. Start lazily; stop is idempotent."""
 
     def __init__(
         self,
@@ -102,6 +105,15 @@ class NotificationListener:
             self._listeners.append(listener)
             if self._connected.is_set():  # it missed the announcement of this connection
                 self._events.put(("listening", {"works": self.listen_works}))
+            start_dispatcher = self._dispatcher is None and not self._stopping.is_set()
+            if start_dispatcher:
+                # Only a process with a ServiceListener pays for the dispatch thread.
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch, name="jobqueue-listener-dispatch", daemon=True
+                )
+        if start_dispatcher:
+            assert self._dispatcher is not None
+            self._dispatcher.start()
         self.start()
 
     def set_wakeup(self, callback: Callable[[str | None], None] | None) -> None:
@@ -121,10 +133,6 @@ class NotificationListener:
             if self._thread is not None or self._stopping.is_set():
                 return
             self._thread = threading.Thread(target=self._run, name="jobqueue-listen", daemon=True)
-            self._dispatcher = threading.Thread(
-                target=self._dispatch, name="jobqueue-listener-dispatch", daemon=True
-            )
-        self._dispatcher.start()
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -160,7 +168,8 @@ class NotificationListener:
                     self.listen_works = self._probe(conn)
                     with self._lock:
                         self._connected.set()
-                        self._events.put(("listening", {"works": self.listen_works}))
+                        if self._listeners:  # a later listener hears of it when added
+                            self._events.put(("listening", {"works": self.listen_works}))
                     self._wake(None)  # we may have missed notifications while away
                     if self.listen_works:
                         self._listen(conn)

@@ -103,26 +103,40 @@ class RuledClaim:
 
 
 def claim_plain(
-    conn: psycopg.Connection[Any], queue: str, job_types: Sequence[str], limit: int, token: UUID
+    conn: psycopg.Connection[Any],
+    queue: str,
+    job_types: Sequence[str],
+    limit: int,
+    token: UUID,
+    *,
+    prepare: bool = False,
 ) -> list[Job] | None:
     """``claim_jobs``: one statement, for a queue believed to have no rules. None when the
-    queue has rules after all (the statement then claimed nothing)."""
+    queue has rules after all (the statement then claimed nothing). ``prepare``: as a
+    prepared statement (see PostgresService's ``prepare``)."""
     params = {"queue": queue, "types": list(job_types), "limit": limit, "token": token}
-    rows = conn.execute(q("claim_jobs"), params).fetchall()
+    rows = conn.execute(q("claim_jobs"), params, prepare=prepare).fetchall()
     if rows and rows[-1][0] is None:  # the marker row: the queue has rules
         return None
     return [claimed_job_from_row(r, token, queue) for r in rows]
 
 
 def claim_under_rules(
-    conn: psycopg.Connection[Any], queue: str, job_types: Sequence[str], limit: int, token: UUID
+    conn: psycopg.Connection[Any],
+    queue: str,
+    job_types: Sequence[str],
+    limit: int,
+    token: UUID,
+    *,
+    prepare: bool = False,
 ) -> RuledClaim:
     """Claim from a queue with rules in one transaction on ``conn`` (autocommit): lock the
     queue's row, claim within its rules, and when that fell short say when to try again."""
     with conn.transaction():
         rules = conn.execute(q("lock_queue"), {"queue": queue}).fetchone()
         if rules is None:  # the rules were removed: the plain claim applies (under the same check)
-            return RuledClaim(claim_plain(conn, queue, job_types, limit, token) or [], None)
+            plain = claim_plain(conn, queue, job_types, limit, token, prepare=prepare)
+            return RuledClaim(plain or [], None)
         concurrency, per_key, rate_count, rate_per, paused = rules
         if paused:
             return RuledClaim([], PAUSED_RECHECK_SECONDS)
@@ -141,7 +155,7 @@ def claim_under_rules(
             "recheck": BUSY_RECHECK_SECONDS * random.uniform(0.5, 1.5),
             "soon": SOON_RECHECK_SECONDS,
         }
-        rows = conn.execute(q("claim_queue_jobs"), params).fetchall()
+        rows = conn.execute(q("claim_queue_jobs"), params, prepare=prepare).fetchall()
         jobs = [claimed_job_from_row(r, token, queue) for r in rows]
         retry_in = None
         if len(jobs) < limit:

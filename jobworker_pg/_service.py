@@ -31,7 +31,8 @@ from jobqueue import (
 )
 from jobqueue._constructors import check_start_at, check_uuid
 from jobqueue._queues import DEFAULT_QUEUE, NoLimit, QueueInfo, RateLimit
-from jobworker import ClaimedJobs, Outcome, OutcomeKind, PeriodicSpec, ScheduleState
+from jobworker import ClaimedJobs, Outcome, OutcomeKind, PeriodicSpec, Retention, ScheduleState
+from jobworker._retention import DEFAULT_PRUNE_MAX_BATCHES
 from jobworker_pg import _async
 from jobworker_pg import _periodic as periodic
 from jobworker_pg import _pooler as pooler
@@ -72,6 +73,14 @@ class BundleHandlerInfo(NamedTuple):
 T = TypeVar("T")
 
 DEFAULT_POOL_MAX_SIZE = 10
+#: get_status counts finished jobs exactly below this many rows in worker.job (planner estimate).
+STATUS_EXACT_ROWS = 20_000
+#: Above it, the finished counts come from a block sample of about this many rows.
+STATUS_SAMPLE_ROWS = 10_000
+#: The advisory lock key of pruning (retention): one process prunes at a time.
+PRUNE_LOCK_KEY = 0x6A6F627072756E65  # "jobprune"
+#: Batches of jobs (and of bundles) one prune_finished call deletes at most.
+PRUNE_MAX_BATCHES = DEFAULT_PRUNE_MAX_BATCHES
 #: How long add_listener waits for the LISTEN connection.
 LISTEN_WAIT_SECONDS = 5.0
 #: The pool gives up a series of reconnection attempts after this long (see __init__).
@@ -83,6 +92,9 @@ CHECKOUT_PROBE_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 5
 # A probe that succeeded spares the next probes for this long (a busy pool, not a down server).
 _PROBE_OK_SECONDS = 5.0
+#: After the server was found unreachable, a checkout waits this long for a pooled connection
+#: before it connects directly (see PostgresService._checkout).
+RECOVERY_CHECKOUT_SECONDS = 0.05
 # The constraints a retried insert of the same ids stops at.
 _PRIMARY_KEYS = frozenset({"job_pkey", "job_bundle_pkey"})
 # Transient conflicts between concurrent writers that a plain retry resolves.
@@ -139,6 +151,14 @@ class PostgresService:
     the LISTEN connection goes: a direct URL when ``conninfo`` is a PgBouncer in transaction
     mode; $JOBQUEUE_PREPARE_THRESHOLD=none turns off statement preparation there
     (:mod:`jobworker_pg._pooler`, docs/pgbouncer.md).
+    ``prepare``: the worker's hot statements (claim, outcome save, heartbeat) are prepared
+    on each connection at their first use (parsed once). It defaults to on, and to off when
+    psycopg's preparation is off ($JOBQUEUE_PREPARE_THRESHOLD=none, or
+    ``prepare_threshold=None`` in ``connect_kwargs``); ``prepare=False`` turns both off:
+    nothing is prepared (PgBouncer in transaction pooling mode). PostgreSQL still plans the
+    claim at each call (a custom plan): its generic plan, with the LIMIT unknown, joins the
+    whole job table (docs/performance.md).
+
     Thread-safe. Every method raises ServiceClosedError after :meth:`close`,
     DatabaseError (driver error as ``__cause__``) when the database fails, and
     InvalidJobError for bad arguments before any SQL runs.
@@ -155,8 +175,18 @@ class PostgresService:
         connect_kwargs: dict[str, Any] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         listen_conninfo: str | None = None,
+        prepare: bool | None = None,
     ) -> None:
         connect_kwargs = pooler.with_prepare_threshold(connect_kwargs)
+        if prepare is None:  # off where psycopg was told never to prepare
+            prepare = not (
+                "prepare_threshold" in connect_kwargs and connect_kwargs["prepare_threshold"] is None
+            )
+        self._prepare = bool(prepare)
+        if not self._prepare:
+            # Never prepare, not even a statement run often: through a transaction-pooling
+            # PgBouncer the next transaction may run on another server connection.
+            connect_kwargs["prepare_threshold"] = None
         if pool is not None:
             pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
             self._conninfo = conninfo or pool_conninfo
@@ -169,7 +199,7 @@ class PostgresService:
                 min_size=min_size,
                 max_size=max_size,
                 # Autocommit: a single statement is one round trip; several run in transaction().
-                kwargs={**(connect_kwargs or {}), "autocommit": True},
+                kwargs={**connect_kwargs, "autocommit": True},
                 check=_check_idle_connection,
                 # Give up one series of reconnection attempts (1, 2, 4 s apart) after 10 s and
                 # start a new one when needed, so an outage of any length is followed by a
@@ -187,6 +217,9 @@ class PostgresService:
         )
         self._connect_kwargs = connect_kwargs or {}
         self._probe_ok_until = 0.0
+        # Set when a direct connection attempt found the server unreachable; cleared when the
+        # pool lends a connection again (see _checkout).
+        self._unreachable = False
         self._closed = False
         self._close_lock = threading.Lock()
         # Tokens of claims that failed on a broken connection and may have committed.
@@ -210,6 +243,11 @@ class PostgresService:
         return self._conninfo
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
     def listener(self) -> NotificationListener:
         """The notification listener (started on first use)."""
         return self._listener
@@ -226,7 +264,7 @@ class PostgresService:
         errors translated."""
         self._check_open(action)
         with translate_errors(action):
-            conn = self._checkout(action)
+            conn, pooled = self._checkout()
             try:
                 with conn:  # the pool's context behaviour: commit or roll back, keep it open
                     yield conn
@@ -236,29 +274,49 @@ class PostgresService:
                 conn.close()
                 raise
             finally:
-                self._pool.putconn(conn)
+                if pooled:
+                    self._pool.putconn(conn)
+                else:
+                    conn.close()
 
-    def _checkout(self, action: str) -> psycopg.Connection[Any]:
-        """A connection from the pool. When none comes within CHECKOUT_PROBE_SECONDS, connect
-        once directly: if that fails, the server's reason is raised now (wrong password,
-        unknown database, server down) instead of a PoolTimeout after the pool's timeout."""
+    def _checkout(self) -> tuple[psycopg.Connection[Any], bool]:
+        """A connection, and whether it is the pool's.
+
+        When none comes within CHECKOUT_PROBE_SECONDS, connect once directly: if that fails,
+        the server's reason is raised now (wrong password, unknown database, server down)
+        instead of a PoolTimeout after the pool's timeout. From then until the pool lends a
+        connection again, a checkout that finds none ready uses a connection of its own
+        (closed after the call): the pool reconnects on its own backoff, seconds apart, and
+        work must resume as soon as the server answers, not at the pool's next attempt.
+        """
         timeout = self._pool.timeout
-        conn: psycopg.Connection[Any]
+        if self._unreachable:
+            try:
+                conn = self._pool.getconn(timeout=RECOVERY_CHECKOUT_SECONDS)
+            except psycopg_pool.PoolTimeout:
+                return self._connect_directly(), False
+            self._unreachable = False
+            return conn, True
         try:
-            conn = self._pool.getconn(timeout=min(CHECKOUT_PROBE_SECONDS, timeout))
-            return conn
+            return self._pool.getconn(timeout=min(CHECKOUT_PROBE_SECONDS, timeout)), True
         except psycopg_pool.PoolTimeout:
             if timeout <= CHECKOUT_PROBE_SECONDS:
                 raise
         if time.monotonic() >= self._probe_ok_until:
-            self._connect_once()  # raises psycopg.OperationalError with the server's message
+            self._connect_directly().close()
             self._probe_ok_until = time.monotonic() + _PROBE_OK_SECONDS
-        conn = self._pool.getconn(timeout=timeout - CHECKOUT_PROBE_SECONDS)
-        return conn
+        return self._pool.getconn(timeout=timeout - CHECKOUT_PROBE_SECONDS), True
 
-    def _connect_once(self) -> None:
-        kwargs = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **self._connect_kwargs}
-        psycopg.connect(self._conninfo, **kwargs).close()
+    def _connect_directly(self) -> psycopg.Connection[Any]:
+        """A connection outside the pool, with the pool's settings; an OperationalError with
+        the server's message marks the server unreachable."""
+        kwargs = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **self._connect_kwargs, "autocommit": True}
+        try:
+            conn = psycopg.connect(self._conninfo, **kwargs)
+        except psycopg.OperationalError:
+            self._unreachable = True
+            raise
+        return conn
 
     def check_connection(self) -> None:
         """Connect to the database once, directly; DatabaseError with the server's reason
@@ -266,7 +324,7 @@ class PostgresService:
         :func:`jobworker_pg.init_job_queue` calls it so that a wrong URL fails at once."""
         self._check_open("check_connection")
         with translate_errors(f"connecting to {mask_password(self._conninfo)}"):
-            self._connect_once()
+            self._connect_directly().close()
 
     def _write(self, action: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``fn`` in its own transaction, retrying deadlocks and serialization failures."""
@@ -505,15 +563,42 @@ class PostgresService:
         return self._jobs("get_all_jobs_with_errors", q("jobs_with_errors"))
 
     def get_status(self) -> Status:
-        """Counts of jobs by state and type, and of bundles."""
+        """Counts of jobs by state and type, and of bundles.
+
+        Pending, scheduled, running and retrying are exact, counted from the partial indexes
+        of unfinished jobs. Succeeded, failed and cancelled are exact while the table holds
+        fewer than STATUS_EXACT_ROWS rows; above, they are estimates from a block sample of
+        about STATUS_SAMPLE_ROWS rows, and ``Status.estimated`` is True. So the call costs
+        about the same with a million finished jobs as with none.
+        """
         with self._connection("get_status") as conn, conn.transaction():
-            rows = conn.execute(q("status_by_type")).fetchall()
+            unfinished = conn.execute(q("status_unfinished")).fetchall()
+            row = conn.execute(q("job_rows_estimate")).fetchone()
+            rows_estimate = float(row[0]) if row is not None else -1.0
+            estimated = rows_estimate >= STATUS_EXACT_ROWS
+            if estimated:
+                percent = min(100.0, 100.0 * STATUS_SAMPLE_ROWS / rows_estimate)
+                finished = conn.execute(q("status_finished_sampled"), {"percent": percent}).fetchall()
+            else:
+                finished = conn.execute(q("status_finished")).fetchall()
             bundles = conn.execute(q("status_bundles")).fetchone()
-        fields = list(StateCounts.model_fields)
-        by_type = {row[0]: StateCounts(**dict(zip(fields, row[1:], strict=True))) for row in rows}
-        totals = {f: sum(getattr(c, f) for c in by_type.values()) for f in fields}
+        counts: dict[str, dict[str, int]] = {}
+        for job_type, pending, scheduled, running, retrying in unfinished:
+            counts.setdefault(job_type, {}).update(
+                pending=pending, scheduled=scheduled, running=running, retrying=retrying
+            )
+        for job_type, succeeded, failed, cancelled in finished:
+            counts.setdefault(job_type, {}).update(succeeded=succeeded, failed=failed, cancelled=cancelled)
+        by_type = {t: StateCounts(**c) for t, c in sorted(counts.items())}
+        totals = {f: sum(getattr(c, f) for c in by_type.values()) for f in StateCounts.model_fields}
         assert bundles is not None
-        return Status(**totals, by_type=by_type, num_bundles=bundles[0], num_bundles_stopped=bundles[1])
+        return Status(
+            **totals,
+            by_type=by_type,
+            num_bundles=bundles[0],
+            num_bundles_stopped=bundles[1],
+            estimated=estimated,
+        )
 
     # -- changing jobs -----------------------------------------------------------------
 
@@ -644,11 +729,13 @@ class PostgresService:
                     plain = (
                         None
                         if rules.has_rules(queue)
-                        else queues.claim_plain(conn, queue, job_types, want, token)
+                        else queues.claim_plain(conn, queue, job_types, want, token, prepare=self._prepare)
                     )
                     if plain is None:  # rules known, or found by claim_jobs' own check
                         rules.add(queue)
-                        claim = queues.claim_under_rules(conn, queue, job_types, want, token)
+                        claim = queues.claim_under_rules(
+                            conn, queue, job_types, want, token, prepare=self._prepare
+                        )
                         jobs, retry_in = claim.jobs, claim.retry_in
                     else:
                         jobs = plain
@@ -711,7 +798,7 @@ class PostgresService:
         }
 
         def save(conn: psycopg.Connection[Any]) -> set[UUID]:
-            return {row[0] for row in conn.execute(q("save_outcomes"), params)}
+            return {row[0] for row in conn.execute(q("save_outcomes"), params, prepare=self._prepare)}
 
         return self._write("save_outcomes", save)
 
@@ -730,7 +817,9 @@ class PostgresService:
         """Run ``query`` (heartbeat, release_claims) for ``(job_id, claim_token)`` pairs, sorted
         by id so that every writer locks rows in one order; returns the ids it applied to."""
         params = _claims_params(claims)
-        return self._write(action, lambda c: {row[0] for row in c.execute(query, params)})
+        return self._write(
+            action, lambda c: {row[0] for row in c.execute(query, params, prepare=self._prepare)}
+        )
 
     def reap_dead_jobs(self, dead_for: timedelta | float) -> int:
         """WorkerDatabase: requeue or fail running jobs whose heartbeat is older than ``dead_for``."""
@@ -749,6 +838,46 @@ class PostgresService:
                 extra={"job_id": str(job_id), "job_type": job_type, "action": "reap"},
             )
         return len(rows)
+
+    def prune_finished(self, retention: Retention) -> int | None:
+        """WorkerDatabase: delete finished jobs and bundles past their retention.
+
+        One process at a time (a session advisory lock; None at once when another process
+        holds it). Deletes in batches of ``retention.batch_size``, each statement its own
+        short transaction that skips rows other transactions hold, at most
+        PRUNE_MAX_BATCHES batches of jobs and of bundles per call. Returns the rows deleted.
+        """
+        if not retention.prunes_anything:
+            return 0
+        ages = {
+            name: None if age is None else age.total_seconds()
+            for name, age in (
+                ("succeeded", retention.succeeded),
+                ("failed", retention.failed),
+                ("cancelled", retention.cancelled),
+                ("bundles", retention.bundles),
+            )
+        }
+        job_ages = [a for n, a in ages.items() if n != "bundles" and a is not None]
+        params = {**ages, "min_age": min(job_ages, default=None), "batch": retention.batch_size}
+        with self._connection("prune_finished") as conn:
+            row = conn.execute(q("prune_lock"), {"key": PRUNE_LOCK_KEY}).fetchone()
+            if row is None or not row[0]:
+                return None
+            try:
+                deleted = 0
+                for query, wanted in (
+                    (q("prune_jobs"), bool(job_ages)),
+                    (q("prune_bundles"), ages["bundles"] is not None),
+                ):
+                    for _ in range(PRUNE_MAX_BATCHES if wanted else 0):
+                        count = conn.execute(query, params).rowcount
+                        deleted += count
+                        if count < retention.batch_size:
+                            break
+            finally:
+                conn.execute(q("prune_unlock"), {"key": PRUNE_LOCK_KEY})
+        return deleted
 
     def seconds_until_next_job(self, job_types: Sequence[str]) -> float | None:
         """WorkerDatabase: seconds until the next scheduled job of ``job_types`` is due."""

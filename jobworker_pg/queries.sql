@@ -141,24 +141,41 @@ select id, bundle_id, type, payload, priority, origin, max_retry_count, current_
        queue, meta, timeout, concurrency_key
 from cancelled
 
--- status_by_type: job counts per type and state (the states of jobqueue.JobState)
+-- status_unfinished: exact counts per type of jobs not stopped, from the partial indexes of waiting and running jobs only (cost grows with the unfinished jobs, not with history)
 select type,
-       count(*) filter (where stopped_at is null and started_at is null
-                          and error_msg is null and current_retry_count = 0
+       count(*) filter (where started_at is null and error_msg is null and current_retry_count = 0
                           and (start_at is null or start_at <= now())) as pending,
-       count(*) filter (where stopped_at is null and started_at is null
-                          and error_msg is null and current_retry_count = 0
+       count(*) filter (where started_at is null and error_msg is null and current_retry_count = 0
                           and start_at > now()) as scheduled,
-       count(*) filter (where stopped_at is null and started_at is not null) as running,
-       count(*) filter (where stopped_at is null and started_at is null
-                          and (error_msg is not null or current_retry_count > 0)) as retrying,
-       count(*) filter (where stopped_at is not null and error_msg is null) as succeeded,
-       count(*) filter (where stopped_at is not null and error_msg is not null
-                          and cancelled_at is null) as failed,
+       count(*) filter (where started_at is not null) as running,
+       count(*) filter (where started_at is null
+                          and (error_msg is not null or current_retry_count > 0)) as retrying
+from worker.job
+-- Each arm is the predicate of one partial index (job_queue_available_idx, job_running_idx): a BitmapOr.
+where (started_at is null and stopped_at is null) or (started_at is not null and stopped_at is null)
+group by type
+
+-- status_finished: exact counts per type of stopped jobs (used while the table is small)
+select type,
+       count(*) filter (where error_msg is null) as succeeded,
+       count(*) filter (where error_msg is not null and cancelled_at is null) as failed,
        count(*) filter (where cancelled_at is not null) as cancelled
 from worker.job
+where stopped_at is not null
 group by type
-order by type
+
+-- status_finished_sampled: counts per type of stopped jobs in a block sample of the table, scaled up (estimates for big tables)
+select type,
+       (count(*) filter (where error_msg is null) * 100 / %(percent)s::float8)::bigint as succeeded,
+       (count(*) filter (where error_msg is not null and cancelled_at is null)
+            * 100 / %(percent)s::float8)::bigint as failed,
+       (count(*) filter (where cancelled_at is not null) * 100 / %(percent)s::float8)::bigint as cancelled
+from worker.job tablesample system (%(percent)s)
+where stopped_at is not null
+group by type
+
+-- job_rows_estimate: the planner's row count of worker.job (-1 before the first vacuum or analyze)
+select reltuples::float8 from pg_class where oid = 'worker.job'::regclass
 
 -- status_bundles: bundle counts, all and stopped
 select count(*), count(*) filter (where num_jobs_stopped >= num_jobs) from worker.job_bundle
@@ -702,3 +719,41 @@ delete from worker.worker_process where id = %(id)s
 
 -- worker_process_exists: whether this process's registry row is still there
 select 1 from worker.worker_process where id = %(id)s
+
+-- prune_lock: try to become the one process that prunes now (session advisory lock; the others skip this round)
+select pg_try_advisory_lock(%(key)s)
+
+-- prune_unlock: end this process's pruning round
+select pg_advisory_unlock(%(key)s)
+
+-- prune_jobs: delete one batch of finished jobs outside bundles past their state's retention (a null age keeps them), oldest first, skipping rows another transaction holds
+with doomed as (
+    select id
+    from worker.job
+    where stopped_at < now() - make_interval(secs => %(min_age)s::float8)   -- job_stopped_at_idx
+      and bundle_id is null                                                  -- they go with their bundle
+      and stopped_at < now() - make_interval(secs => case
+              when cancelled_at is not null then %(cancelled)s::float8
+              when error_msg is not null then %(failed)s::float8
+              else %(succeeded)s::float8 end)
+    order by stopped_at
+    limit %(batch)s
+    for update skip locked
+)
+delete from worker.job j using doomed where j.id = doomed.id
+
+-- prune_bundles: delete one batch of bundles whose jobs have all stopped, unchanged for their retention; their jobs go with them (on delete cascade)
+with doomed as (
+    select id
+    from worker.job_bundle
+    where num_jobs_stopped >= num_jobs
+      and updated_at < now() - make_interval(secs => %(bundles)s::float8)
+      -- not while its durable completion handler has yet to run: it reads the bundle
+      and not exists (select from worker.job h
+                       where h.stopped_at is null and h.type like 'jobqueue.bundle:%%'
+                         and h.payload->>'bundle_id' = worker.job_bundle.id::text)
+    order by updated_at
+    limit %(batch)s
+    for update skip locked
+)
+delete from worker.job_bundle b using doomed where b.id = doomed.id

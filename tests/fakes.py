@@ -24,6 +24,7 @@ from jobworker import (
     Outcome,
     OutcomeKind,
     PeriodicSpec,
+    Retention,
     ScheduleState,
     WakeupCallback,
     WorkerSettings,
@@ -32,7 +33,8 @@ from jobworker import (
 WAIT_TIMEOUT = 10.0
 
 #: Settings for pools under test: quick heartbeats, a generous dead_for.
-FAST = WorkerSettings().replace(job_timeout=5, heartbeat_interval=0.05, dead_for=30)
+# prefetch 0: these tests count claims; the adaptive default has tests of its own.
+FAST = WorkerSettings().replace(job_timeout=5, heartbeat_interval=0.05, dead_for=30, prefetch=0)
 
 
 def _now() -> datetime:
@@ -59,6 +61,7 @@ class FakeDatabase:
         self.heartbeat_calls: list[list[tuple[UUID, UUID]]] = []
         self.reap_calls: list[timedelta] = []
         self.release_calls: list[list[tuple[UUID, UUID]]] = []
+        self.prune_calls: list[Retention] = []
         self.next_job_calls = 0
         self.failed_save_calls = 0
         self._inserted: list[str] = []  # job types inserted by the current save_outcomes
@@ -327,6 +330,29 @@ class FakeDatabase:
             self._maybe_fail("declare_bundle_handlers")
             self.declared_bundle_types.update(handlers)
             self.bundle_handler_retries.update(handlers)
+
+    def prune_finished(self, retention: Retention) -> int | None:
+        """Jobs outside bundles only (the fake keeps bundles)."""
+        with self._lock:
+            self._maybe_fail("prune_finished")
+            self.prune_calls.append(retention)
+            now = _now()
+            doomed = []
+            for job in self.jobs.values():
+                if job.stopped_at is None or job.bundle_id is not None:
+                    continue
+                age = (
+                    retention.cancelled
+                    if job.cancelled_at
+                    else retention.failed
+                    if job.error_msg
+                    else retention.succeeded
+                )
+                if age is not None and now - job.stopped_at >= age:
+                    doomed.append(job.id)
+            for job_id in doomed:
+                del self.jobs[job_id]
+            return len(doomed)
 
     def get_job_bundle(self, bundle_id: UUID) -> JobBundle:
         with self._lock:

@@ -57,7 +57,11 @@ def cli_env(embedded_dir: Path | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, url: str | None = None, embedded_dir: Path | None = None, timeout: float = 60
+    *args: str,
+    url: str | None = None,
+    embedded_dir: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     prefix = ["--database-url", url] if url else []
     return subprocess.run(
@@ -65,7 +69,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=cli_env(embedded_dir),
+        env={**cli_env(embedded_dir), **(env or {})},
         cwd=TESTS_DIR,
     )
 
@@ -271,6 +275,28 @@ def test_delete_removes_jobs(db_url: str, svc: PostgresService) -> None:
     again = run_cli("delete", str(jobs[0].id), url=db_url)
     assert again.returncode == 1
     assert "not found" in again.stdout + again.stderr
+
+
+def test_prune_deletes_finished_jobs_past_the_given_retention(
+    db_url: str, svc: PostgresService, conn: psycopg.Connection[Any]
+) -> None:
+    done, failed, pending = svc.add_jobs([jobqueue.new_job("t", "test", None) for _ in range(3)])
+    succeed_job(conn, done.id)
+    fail_job(conn, failed.id)
+    assert "deleted 0 finished jobs" in ok(run_cli("prune", url=db_url))  # defaults: 7 and 30 days
+    out = ok(run_cli("prune", "--keep-succeeded", "0", "--keep-failed", "forever", url=db_url))
+    assert "deleted 1 finished jobs" in out
+    with pytest.raises(jobqueue.JobNotFoundError):
+        svc.get_job(done.id)
+    assert svc.get_job(failed.id).has_error and not svc.get_job(pending.id).stopped
+    bad = run_cli("prune", "--keep-failed", "soon", url=db_url)
+    assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+    # The same from the environment, as for every worker option.
+    (again,) = svc.add_jobs([jobqueue.new_job("t", "test", None)])
+    succeed_job(conn, again.id)
+    keep_env = {"JOBQUEUE_KEEP_SUCCEEDED": "0", "JOBQUEUE_KEEP_FAILED": "forever"}
+    assert "deleted 1 finished jobs" in ok(run_cli("prune", url=db_url, env=keep_env))
+    assert svc.get_job(failed.id).has_error
 
 
 def test_delete_finished_deletes_succeeded_jobs_only(

@@ -171,8 +171,12 @@ def test_the_listeners_connection_errors_reach_on_error(db_url: str) -> None:
         errors.append(exc)
         reported.set()
 
+    def on_stopped(job: jobqueue.Job, will_retry: bool) -> None:
+        pass
+
     jobworker.on_error(on_error)
     service = init_job_queue(db_url)
+    jobqueue.add_job_stopped_listener(on_stopped)  # a process that listens has the connection
     try:
         assert service.listener.wait_connected(10)
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -183,6 +187,7 @@ def test_the_listeners_connection_errors_reach_on_error(db_url: str) -> None:
         assert reported.wait(10)
         assert isinstance(errors[0], psycopg.OperationalError)
     finally:
+        jobqueue.remove_job_stopped_listener(on_stopped)
         jobworker.on_error(None)
         _reset_init()
         service.close()

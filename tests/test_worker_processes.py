@@ -17,6 +17,7 @@ from helpers import wait_for as wait_until
 from processes import ThrowawayPostgres, WorkerProcess, scalar
 
 import jobqueue
+import jobworker
 from jobqueue import JobState
 from jobworker_pg import PostgresService
 
@@ -236,6 +237,27 @@ def test_sigkilled_prefetching_worker_loses_no_job(
     assert all(j.state is JobState.SUCCEEDED for j in done), done
     assert all(j.attempt == 2 and [e.type for e in j.errors] == ["WorkerLost"] for j in done)
     assert scalar(db_url, "select count(distinct job_id) from exec_log where ended_at is not null") == 6
+    assert overlapping_runs(db_url) == 0
+
+
+def test_sigkilled_worker_with_the_adaptive_prefetch_loses_no_job_and_costs_at_most_the_limit(
+    service: PostgresService, db_url: str, workers: list[WorkerProcess]
+) -> None:
+    """The default claim-ahead: short jobs make it claim ahead; a SIGKILL then costs a crash
+    attempt for at most the running jobs plus AUTO_PREFETCH_LIMIT held ones; none is lost."""
+    threads = 2
+    victim = WorkerProcess(db_url, threads, **FAST, JQ_PREFETCH="auto").wait_ready()
+    workers.append(victim)
+    jobs = add_exec_jobs(service, 400, max_retry_count=1)
+    wait_until(lambda: scalar(db_url, "select count(*) from exec_log") >= 100, 60, "100 jobs ran")
+    victim.kill()
+    workers.append(WorkerProcess(db_url, 3, **FAST).wait_ready())
+    wait_until(lambda: unfinished(db_url) == 0, 60, "all jobs complete")
+    done = [service.get_job(j.id) for j in jobs]
+    assert all(j.state is JobState.SUCCEEDED for j in done), [j for j in done if not j.succeeded][:3]
+    crashed = [j for j in done if [e.type for e in j.errors] == ["WorkerLost"]]
+    assert len(crashed) <= threads + jobworker.AUTO_PREFETCH_LIMIT, len(crashed)
+    assert scalar(db_url, "select count(distinct job_id) from exec_log where ended_at is not null") == 400
     assert overlapping_runs(db_url) == 0
 
 

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -98,6 +98,11 @@ def queues_from(spec: str | None) -> list[str] | dict[str, int] | None:
     return names
 
 
+def prefetch_setting(value: str) -> int | Literal["auto"]:
+    """JQ_PREFETCH: "auto" or a number."""
+    return "auto" if value == "auto" else int(value)
+
+
 def main() -> None:
     url, threads = sys.argv[1], int(sys.argv[2])
     logging.basicConfig(
@@ -109,7 +114,7 @@ def main() -> None:
         dead_for=timedelta(seconds=float(os.environ.get("JQ_DEAD_FOR", str(heartbeat * 5)))),
         reaper_interval=timedelta(seconds=float(os.environ.get("JQ_REAPER", str(heartbeat)))),
         job_timeout=timedelta(seconds=float(os.environ.get("JQ_TIMEOUT", "60"))),
-        prefetch=int(os.environ.get("JQ_PREFETCH", "0")),
+        prefetch=prefetch_setting(os.environ.get("JQ_PREFETCH", "0")),
     )
 
     def run_exec(job: jobqueue.Job) -> Any:

@@ -12,15 +12,17 @@ from typing import Protocol
 
 MODULES = {
     "pg-jobqueue": "bench.systems.pgjobqueue",
+    "pg-jobqueue-tuned": "bench.systems.pgjobqueue_tuned",
     "pgqueuer": "bench.systems.pgqueuer_sys",
     "procrastinate": "bench.systems.procrastinate_sys",
     "floor": "bench.systems.floor",
     # a variant, measured when asked for (--systems ...,pg-jobqueue-unique): W1 and W2 with
     # a unique_key on every job
     "pg-jobqueue-unique": "bench.systems.pgjobqueue_unique",
+    "floor-1stmt": "bench.systems.floor_1stmt",
 }
 #: What ``python -m bench`` runs without --systems: the peers, not the variants.
-DEFAULT_SYSTEMS = ("pg-jobqueue", "pgqueuer", "procrastinate", "floor")
+DEFAULT_SYSTEMS = ("pg-jobqueue", "pg-jobqueue-tuned", "pgqueuer", "procrastinate", "floor", "floor-1stmt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class WorkResult:
     calls: int  # handler calls (bundle handler calls for "bundles")
     job_calls: int = 0
     latencies: list[float] = field(default_factory=list)  # "latency": seconds per job
+    cpu_seconds: float = 0.0  # the worker process's CPU (all threads) from ready() to the result
 
 
 class System(Protocol):

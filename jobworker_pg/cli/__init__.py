@@ -27,6 +27,7 @@ from jobworker_pg.cli._demo import demo
 from jobworker_pg.cli._embedded_cmd import embedded
 from jobworker_pg.cli._periodic import periodic
 from jobworker_pg.cli._queues_cmd import queues
+from jobworker_pg.cli._retention import prune
 from jobworker_pg.cli._worker import worker
 
 __all__ = ["cli", "main"]
@@ -56,7 +57,7 @@ def cli(ctx: click.Context, database_url: str | None, log_level: str) -> None:
     ctx.call_on_close(state.close)
 
 
-for _command in (*COMMANDS, periodic, worker, queues, demo, embedded, dashboard):
+for _command in (*COMMANDS, periodic, prune, worker, queues, demo, embedded, dashboard):
     cli.add_command(_command)
 
 

@@ -37,7 +37,10 @@ def status_table(status: Status) -> str:
     ]
     rows.append(["TOTAL", *(getattr(status, f) for f in STATE_COLUMNS), status.total])
     text = table(headers, rows, right=range(1, len(headers)))
-    return f"{text}\n\nbundles: {status.num_bundles} ({status.num_bundles_stopped} completed)"
+    note = (
+        "\n(succeeded, failed, cancelled: estimates from a sample of a big table)" if status.estimated else ""
+    )
+    return f"{text}\n\nbundles: {status.num_bundles} ({status.num_bundles_stopped} completed){note}"
 
 
 def jobs_table(jobs: Sequence[Job]) -> str:

@@ -76,3 +76,46 @@ class Rate(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic 
 
 QUEUE_WEIGHT = QueueWeight()
 RATE = Rate()
+
+
+class Prefetch(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic from click 8.2 on
+    """``auto`` or a number of jobs (0 or more)."""
+
+    name = "prefetch"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        else:
+            try:
+                number = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is neither 'auto' nor a number of jobs", param, ctx)
+        if number < 0:
+            self.fail(f"{value!r} must not be negative", param, ctx)
+        return number
+
+
+PREFETCH = Prefetch()
+
+
+#: What ``KEEP`` returns for "forever".
+FOREVER = "forever"
+
+
+class Keep(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic from click 8.2 on
+    """How long to keep finished jobs: a duration (see :class:`Duration`, 0 allowed) or ``forever``."""
+
+    name = "keep"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta | str:
+        if isinstance(value, str) and value.strip().lower() == FOREVER:
+            return FOREVER
+        return DURATION_OR_ZERO.convert(value, param, ctx)
+
+
+KEEP = Keep()

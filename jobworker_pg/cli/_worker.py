@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -29,8 +29,9 @@ from jobworker_pg._init import init_job_queue
 from jobworker_pg._processes import ProcessRegistry
 from jobworker_pg.cli._context import State, pass_state
 from jobworker_pg.cli._health import Health
-from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO, QUEUE_WEIGHT
+from jobworker_pg.cli._params import DURATION, DURATION_OR_ZERO, PREFETCH, QUEUE_WEIGHT
 from jobworker_pg.cli._progress import Counters, QueueDepth, Reporter, summary
+from jobworker_pg.cli._retention import retention_from, retention_options
 from jobworker_pg.cli._target import Target
 
 #: How often the main thread looks at signals and refreshes a live line.
@@ -196,11 +197,12 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         _option(
             "--prefetch",
-            type=click.IntRange(min=0),
-            default=0,
-            metavar="N",
-            help="Claim up to N jobs ahead of free threads (faster short jobs; a killed worker's "
-            "prefetched jobs count a crash attempt).",
+            type=PREFETCH,
+            default="auto",
+            metavar="N|auto",
+            help="Claim jobs ahead of free threads: 'auto' adapts to the jobs (at most 32, none for "
+            "jobs longer than a claim round trip), N fixes it, 0 turns it off. A killed worker's "
+            "prefetched jobs count a crash attempt.",
         ),
         _option(
             "--async-concurrency",
@@ -254,7 +256,7 @@ def worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return retention_options(command)
 
 
 @click.command(context_settings={"show_default": True})
@@ -290,7 +292,7 @@ def run_worker(
     heartbeat: timedelta | None,
     dead_for: timedelta | None,
     reaper_interval: timedelta | None,
-    prefetch: int,
+    prefetch: int | Literal["auto"],
     async_concurrency: int,
     shutdown_timeout: timedelta,
     health_port: int | None,
@@ -299,6 +301,7 @@ def run_worker(
     metrics_port: int | None,
     metrics_host: str,
     stats_interval: timedelta,
+    **retention: Any,
 ) -> None:
     """Serve ``registry``'s job types on ``target`` until SIGTERM/SIGINT (the body of the
     worker commands; ``spec`` names what registered them, for errors)."""
@@ -316,6 +319,7 @@ def run_worker(
             dead_for=dead_for,
             reaper_interval=reaper_interval,
             prefetch=prefetch,
+            retention=retention_from(retention, pool.settings.retention),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
