@@ -35,10 +35,10 @@ from jobworker_pg import PostgresService
 
 def _server_cpu(url: str) -> Callable[[], float]:
     """A function returning the server's CPU seconds so far (postmaster, reaped and live children)."""
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn:  # our backend's parent, while the backend lives
         row = conn.execute("select pg_backend_pid()").fetchone()
-    assert row is not None
-    postmaster = psutil.Process(int(row[0])).parent()
+        assert row is not None
+        postmaster = psutil.Process(int(row[0])).parent()
     assert postmaster is not None
 
     def total() -> float:

@@ -21,7 +21,7 @@ from typing import Literal
 #: ``prefetch`` value that makes the claim-ahead adaptive.
 AUTO: Literal["auto"] = "auto"
 #: The most jobs an adaptive pool holds ahead of its threads.
-AUTO_PREFETCH_LIMIT = 32
+AUTO_PREFETCH_LIMIT = 64
 #: A job that ran this long stops an adaptive claim-ahead at once.
 LONG_JOB_SECONDS = 0.5
 # Weight of the newest claim time in its running average.

@@ -50,7 +50,7 @@ class WorkerSettings:
     ``prefetch`` is how many jobs the pool claims ahead of its free threads, so that a
     thread that ends a job starts the next one from memory, without a round trip. ``"auto"``
     (the default) adapts it to the jobs: as many as the threads end in one claim round
-    trip, at most ``AUTO_PREFETCH_LIMIT`` (32), none for jobs longer than a round trip
+    trip, at most ``AUTO_PREFETCH_LIMIT`` (64), none for jobs longer than a round trip
     (see :mod:`jobworker._claim_ahead`); a number fixes it; 0 claims only for free
     threads. A prefetched job holds a claim: a graceful stop gives it back uncounted, but
     if the process is killed (SIGKILL, OOM) the reaper counts that attempt as a crash,

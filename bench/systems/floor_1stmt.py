@@ -91,6 +91,7 @@ class Floor1Stmt:
             conn.commit()
             conn.autocommit = True
             conn.execute("vacuum analyze floor_job")
+            conn.execute("checkpoint")  # the load's writes are not the workload's
 
     def preload_bundles(self, url: str, bundles: int, size: int) -> None:
         with psycopg.connect(url) as conn:

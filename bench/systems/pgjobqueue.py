@@ -72,6 +72,7 @@ class PgJobqueue:
             conn.commit()
             conn.autocommit = True
             conn.execute("vacuum analyze worker.job")
+            conn.execute("checkpoint")  # the load's writes are not the workload's
 
     def preload_bundles(self, url: str, bundles: int, size: int) -> None:
         with PostgresService(url) as service:

@@ -90,6 +90,7 @@ class PgQueuerSystem:
                 )
             await conn.execute("vacuum analyze pgqueuer")
             await conn.execute("vacuum analyze pgqueuer_log")
+            await conn.execute("checkpoint")  # the load's writes are not the workload's
             await conn.close()
 
         asyncio.run(go())

@@ -85,6 +85,7 @@ class ProcrastinateSystem:
             conn.commit()
             conn.autocommit = True
             conn.execute("vacuum analyze procrastinate_jobs")
+            conn.execute("checkpoint")  # the load's writes are not the workload's
 
     def preload_bundles(self, url: str, bundles: int, size: int) -> None:
         raise NotImplementedError(self.why_no_bundles)
