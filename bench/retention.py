@@ -129,7 +129,8 @@ class _Worker:
 def _phase(
     name: str, start: float, end: float, latencies: list[tuple[float, float]], calls: Calls
 ) -> dict[str, Any]:
-    lat = sorted(1000 * lat for at, lat in latencies if start <= at < end)
+    # Jobs added in the phase (not those that waited for this worker to start).
+    lat = sorted(1000 * lat for at, lat in latencies if start <= at - lat and at < end)
     row: dict[str, Any] = {
         "phase": name,
         "seconds": round(end - start, 1),
