@@ -17,9 +17,10 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
+from typing import TypeVar
 from uuid import UUID
 
 from jobqueue._constructors import check_uuid
@@ -32,6 +33,8 @@ from jobqueue._service import Service
 DEFAULT_WAIT_POLL_INTERVAL = timedelta(seconds=0.5)
 
 Wake = Callable[[], None]
+# What a wait reads until it has stopped.
+_Stoppable = TypeVar("_Stoppable", Job, JobBundle)
 
 
 class _StopWaiters:
@@ -112,11 +115,13 @@ def _seconds(value: timedelta | float | None, what: str) -> float | None:
 
 
 class _Deadline:
+    """What one wait waits for (``id``, a job or a bundle) and until when."""
+
     def __init__(
         self, what: str, id: UUID, timeout: float | None, poll: float, waiters: _StopWaiters
     ) -> None:
-        self._what, self._id, self._timeout, self._poll = what, id, timeout, poll
-        self._waiters = waiters
+        self._what, self.id, self._timeout, self._poll = what, id, timeout, poll
+        self.waiters = waiters
         self._end = None if timeout is None else time.monotonic() + timeout
 
     def next_wait(self) -> float | None:
@@ -125,8 +130,8 @@ class _Deadline:
         left = None if self._end is None else self._end - time.monotonic()
         if left is not None and left <= 0:
             assert self._timeout is not None
-            raise WaitTimeoutError(self._what, self._id, self._timeout)
-        if self._waiters.listen_works:
+            raise WaitTimeoutError(self._what, self.id, self._timeout)
+        if self.waiters.listen_works:
             return left
         return self._poll if left is None else min(left, self._poll)
 
@@ -161,16 +166,7 @@ def wait_for_job(
     while waited for). Uses ``service``, else the current service. Thread-safe.
     """
     job_id, seconds, poll, svc = _checked(job_id, timeout, poll_interval, service)
-    waiters = _waiters_of(svc)
-    woken = threading.Event()
-    with waiters.watch(job_id, woken.set):
-        deadline = _Deadline("job", job_id, seconds, poll, waiters)
-        while True:
-            job = svc.get_job(job_id)
-            if job.stopped:
-                return job
-            woken.wait(deadline.next_wait())
-            woken.clear()
+    return _wait_until_stopped(_Deadline("job", job_id, seconds, poll, _waiters_of(svc)), svc.get_job)
 
 
 def wait_for_bundle(
@@ -183,30 +179,8 @@ def wait_for_bundle(
     """Block until every job of the bundle has stopped for good, and return the bundle with
     its jobs (failed ones included). Waking, ``timeout`` and errors as :func:`wait_for_job`."""
     bundle_id, seconds, poll, svc = _checked(bundle_id, timeout, poll_interval, service)
-    waiters = _waiters_of(svc)
-    woken = threading.Event()
-    with waiters.watch(bundle_id, woken.set):
-        deadline = _Deadline("job bundle", bundle_id, seconds, poll, waiters)
-        while True:
-            bundle = svc.get_job_bundle(bundle_id)
-            if bundle.stopped:
-                return bundle
-            woken.wait(deadline.next_wait())
-            woken.clear()
-
-
-def _loop_wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Wake:
-    def wake() -> None:
-        with suppress(RuntimeError):  # the waiting loop closed; nobody waits any more
-            loop.call_soon_threadsafe(event.set)
-
-    return wake
-
-
-async def _sleep_until_woken(event: asyncio.Event, seconds: float | None) -> None:
-    with suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-    event.clear()
+    deadline = _Deadline("job bundle", bundle_id, seconds, poll, _waiters_of(svc))
+    return _wait_until_stopped(deadline, svc.get_job_bundle)
 
 
 async def wait_for_job_async(
@@ -219,14 +193,7 @@ async def wait_for_job_async(
     """Awaitable :func:`wait_for_job`; never blocks the event loop."""
     job_id, seconds, poll, svc = _checked(job_id, timeout, poll_interval, service)
     waiters = await asyncio.to_thread(_waiters_of, svc)
-    woken = asyncio.Event()
-    with waiters.watch(job_id, _loop_wake(asyncio.get_running_loop(), woken)):
-        deadline = _Deadline("job", job_id, seconds, poll, waiters)
-        while True:
-            job = await svc.get_job_async(job_id)
-            if job.stopped:
-                return job
-            await _sleep_until_woken(woken, deadline.next_wait())
+    return await _await_until_stopped(_Deadline("job", job_id, seconds, poll, waiters), svc.get_job_async)
 
 
 async def wait_for_bundle_async(
@@ -239,11 +206,41 @@ async def wait_for_bundle_async(
     """Awaitable :func:`wait_for_bundle`; never blocks the event loop."""
     bundle_id, seconds, poll, svc = _checked(bundle_id, timeout, poll_interval, service)
     waiters = await asyncio.to_thread(_waiters_of, svc)
+    deadline = _Deadline("job bundle", bundle_id, seconds, poll, waiters)
+
+    async def read(bundle_id: UUID) -> JobBundle:
+        return await asyncio.to_thread(svc.get_job_bundle, bundle_id)
+
+    return await _await_until_stopped(deadline, read)
+
+
+def _wait_until_stopped(deadline: _Deadline, read: Callable[[UUID], _Stoppable]) -> _Stoppable:
+    """Read the job or bundle of ``deadline`` until it has stopped, sleeping between reads
+    until it is woken (or polls)."""
+    woken = threading.Event()
+    with deadline.waiters.watch(deadline.id, woken.set):
+        while not (found := read(deadline.id)).stopped:
+            woken.wait(deadline.next_wait())
+            woken.clear()
+        return found
+
+
+async def _await_until_stopped(
+    deadline: _Deadline, read: Callable[[UUID], Awaitable[_Stoppable]]
+) -> _Stoppable:
+    """:func:`_wait_until_stopped` on the running event loop."""
     woken = asyncio.Event()
-    with waiters.watch(bundle_id, _loop_wake(asyncio.get_running_loop(), woken)):
-        deadline = _Deadline("job bundle", bundle_id, seconds, poll, waiters)
-        while True:
-            bundle = await asyncio.to_thread(svc.get_job_bundle, bundle_id)
-            if bundle.stopped:
-                return bundle
-            await _sleep_until_woken(woken, deadline.next_wait())
+    with deadline.waiters.watch(deadline.id, _loop_wake(asyncio.get_running_loop(), woken)):
+        while not (found := await read(deadline.id)).stopped:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), deadline.next_wait())
+            woken.clear()
+        return found
+
+
+def _loop_wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> Wake:
+    def wake() -> None:
+        with suppress(RuntimeError):  # the waiting loop closed; nobody waits any more
+            loop.call_soon_threadsafe(event.set)
+
+    return wake

@@ -91,6 +91,7 @@ from jobworker._periodic import (
     CATCH_UP_GRACE,
     MAX_CATCH_UP_TICKS,
     PERIODIC_ORIGIN,
+    PeriodicOptions,
     PeriodicScheduler,
     PeriodicSpec,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "JobTimeoutError",
     "Outcome",
     "OutcomeKind",
+    "PeriodicOptions",
     "PeriodicScheduler",
     "PeriodicSpec",
     "Registry",

@@ -10,6 +10,7 @@ from jobworker._bundles import BundleHandler
 from jobworker._database import WorkerDatabase
 from jobworker._errors import ErrorCallback
 from jobworker._observer import WorkerObserver
+from jobworker._periodic import PeriodicOptions
 from jobworker._pool import WorkerPool
 from jobworker._queue_plan import QueueSpec
 from jobworker._registry import (
@@ -118,51 +119,21 @@ def register_periodic(
     name: str,
     schedule: str | Schedule,
     job_type: str,
-    *,
-    payload: Any = None,
-    priority: int = 0,
-    max_retry_count: int = 0,
-    timezone: str = "UTC",
-    catch_up: str = "latest",
-    enabled: bool = True,
+    **options: Unpack[PeriodicOptions],
 ) -> None:
     """Enqueue a job of ``job_type`` at every tick of ``schedule``, once per tick across all
     workers; see :meth:`Registry.register_periodic`."""
-    _registry.register_periodic(
-        name,
-        schedule,
-        job_type,
-        payload=payload,
-        priority=priority,
-        max_retry_count=max_retry_count,
-        timezone=timezone,
-        catch_up=catch_up,
-        enabled=enabled,
-    )
+    _registry.register_periodic(name, schedule, job_type, **options)
 
 
 def periodic(
     schedule: str | Schedule,
     *,
     name: str | None = None,
-    payload: Any = None,
-    priority: int = 0,
-    max_retry_count: int = 0,
-    timezone: str = "UTC",
-    catch_up: str = "latest",
-    enabled: bool = True,
+    **options: Unpack[PeriodicOptions],
 ) -> Callable[[F], F]:
     """Decorator: run the handler at every tick of ``schedule``; see :meth:`Registry.periodic`."""
-    return _registry.periodic(
-        schedule,
-        name=name,
-        payload=payload,
-        priority=priority,
-        max_retry_count=max_retry_count,
-        timezone=timezone,
-        catch_up=catch_up,
-        enabled=enabled,
-    )
+    return _registry.periodic(schedule, name=name, **options)
 
 
 def unregister(*job_types: str) -> None:

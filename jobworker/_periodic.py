@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 from jobqueue import InvalidJobError, RegistrationError
@@ -77,6 +77,19 @@ class PeriodicSpec:
     def unique_key(self, tick: datetime) -> str:
         """The unique_key of the job of ``tick``: the schedule's name and the tick's time."""
         return f"periodic:{self.name}@{tick.astimezone(UTC).isoformat()}"
+
+
+class PeriodicOptions(TypedDict, total=False):
+    """The optional keywords of ``register_periodic`` and ``@periodic`` (defaults and checks
+    in :func:`periodic_spec`): the enqueued job's ``payload``, ``priority`` and
+    ``max_retry_count``; the schedule's ``timezone``, ``catch_up`` and ``enabled``."""
+
+    payload: Any
+    priority: int
+    max_retry_count: int
+    timezone: str
+    catch_up: str
+    enabled: bool
 
 
 def periodic_spec(

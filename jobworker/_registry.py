@@ -11,13 +11,13 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from jobqueue import InvalidJobError, Job, RegistrationError
 from jobqueue._constructors import check_name
 from jobworker._awaitables import is_async_callable
 from jobworker._bundles import BundleHandler, bundle_call, bundle_job_type
-from jobworker._periodic import PeriodicSpec, periodic_spec
+from jobworker._periodic import PeriodicOptions, PeriodicSpec, periodic_spec
 from jobworker._schedules import Schedule
 from jobworker._settings import Duration, to_timedelta
 from jobworker._typed import handler_shape, inferred_job_type, typed_call
@@ -373,13 +373,7 @@ class Registry:
         name: str,
         schedule: str | Schedule,
         job_type: str,
-        *,
-        payload: Any = None,
-        priority: int = 0,
-        max_retry_count: int = 0,
-        timezone: str = "UTC",
-        catch_up: str = "latest",
-        enabled: bool = True,
+        **options: Unpack[PeriodicOptions],
     ) -> None:
         """Enqueue a job of ``job_type`` (registered here or in another process) at every tick
         of ``schedule``, exactly once per tick across all worker processes running it.
@@ -389,20 +383,12 @@ class Registry:
         :func:`~jobworker.weekly` / :func:`~jobworker.monthly`, on the wall clock of
         ``timezone``. ``name`` identifies the schedule across processes. ``catch_up``
         ("latest", "all" or "none") says what happens to ticks missed while no worker
-        ran. ``enabled`` is the state a new schedule is stored with. Raises
-        RegistrationError for bad arguments, a name registered twice, or while a pool runs.
+        ran. ``enabled`` is the state a new schedule is stored with. ``payload``,
+        ``priority`` and ``max_retry_count`` are those of each enqueued job (the keywords
+        are :class:`PeriodicOptions`). Raises RegistrationError for bad arguments, a name
+        registered twice, or while a pool runs.
         """
-        spec = periodic_spec(
-            name,
-            schedule,
-            job_type,
-            payload=payload,
-            priority=priority,
-            max_retry_count=max_retry_count,
-            timezone=timezone,
-            catch_up=catch_up,
-            enabled=enabled,
-        )
+        spec = periodic_spec(name, schedule, job_type, **options)
         with self._lock:
             self._check_not_running("register periodic", repr(spec.name))
             if spec.name in self._periodic:
@@ -414,12 +400,7 @@ class Registry:
         schedule: str | Schedule,
         *,
         name: str | None = None,
-        payload: Any = None,
-        priority: int = 0,
-        max_retry_count: int = 0,
-        timezone: str = "UTC",
-        catch_up: str = "latest",
-        enabled: bool = True,
+        **options: Unpack[PeriodicOptions],
     ) -> Callable[[F], F]:
         """Decorator: run the decorated handler periodically (see :meth:`register_periodic`).
 
@@ -433,17 +414,7 @@ class Registry:
             if job_type is None:
                 job_type = name or f"{fn.__module__}.{fn.__qualname__}"
                 self.register_func_for_job_type(job_type, fn)
-            self.register_periodic(
-                name or job_type,
-                schedule,
-                job_type,
-                payload=payload,
-                priority=priority,
-                max_retry_count=max_retry_count,
-                timezone=timezone,
-                catch_up=catch_up,
-                enabled=enabled,
-            )
+            self.register_periodic(name or job_type, schedule, job_type, **options)
             return fn
 
         return decorate

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib import resources
@@ -18,6 +18,7 @@ from uuid import UUID
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -197,11 +198,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             done=_done(request, r"retry|cancel"),
         )
 
-    async def job_action(request: Request) -> Response:
-        await _check_post(request, d)
-        return await run_in_threadpool(do_job_action, request)
-
-    def do_job_action(request: Request) -> Response:
+    def job_action(request: Request, form: Any) -> Response:
         job_id = _path_uuid(request, "job_id")
         action = request.path_params["action"]
         try:
@@ -219,10 +216,8 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             raise HTTPException(409, str(exc)) from None
         logger.info("dashboard: %s job %s", action, job_id, extra={"job_id": str(job_id), "action": action})
         if action == "delete":
-            return RedirectResponse(str(request.url_for("jobs")) + "?done=deleted", status_code=303)
-        return RedirectResponse(
-            str(request.url_for("job", job_id=str(job_id))) + f"?done={action}", status_code=303
-        )
+            return _redirect_done(request.url_for("jobs"), "deleted")
+        return _redirect_done(request.url_for("job", job_id=str(job_id)), action)
 
     def bundles(request: Request) -> Response:
         before = _uuid_param(request.query_params.get("before"), "before")
@@ -255,11 +250,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             done=_done(request, r"(enable|disable|run) .{1,100}"),
         )
 
-    async def periodic_action(request: Request) -> Response:
-        await _check_post(request, d)
-        return await run_in_threadpool(do_periodic_action, request)
-
-    def do_periodic_action(request: Request) -> Response:
+    def periodic_action(request: Request, form: Any) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
         actions = {"enable": d.service.enable_periodic, "disable": d.service.disable_periodic}
         try:
@@ -274,9 +265,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
         logger.info(
             "dashboard: %s periodic schedule %r", action, name, extra={"action": f"periodic-{action}"}
         )
-        return RedirectResponse(
-            str(request.url_for("periodic")) + "?" + urlencode({"done": f"{action} {name}"}), status_code=303
-        )
+        return _redirect_done(request.url_for("periodic"), f"{action} {name}")
 
     def queues(request: Request) -> Response:
         return d.render(
@@ -287,11 +276,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             done=_done(request, r"(pause|resume) .{1,100}"),
         )
 
-    async def queue_action(request: Request) -> Response:
-        await _check_post(request, d)
-        return await run_in_threadpool(do_queue_action, request)
-
-    def do_queue_action(request: Request) -> Response:
+    def queue_action(request: Request, form: Any) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
         if action not in ("pause", "resume"):
             raise HTTPException(404, "unknown action")
@@ -300,9 +285,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
         except InvalidJobError as exc:
             raise HTTPException(400, str(exc)) from None
         logger.info("dashboard: %s queue %r", action, name, extra={"action": f"queue-{action}"})
-        return RedirectResponse(
-            str(request.url_for("queues")) + "?" + urlencode({"done": f"{action} {name}"}), status_code=303
-        )
+        return _redirect_done(request.url_for("queues"), f"{action} {name}")
 
     def bulk(request: Request) -> Response:
         return d.render(
@@ -313,11 +296,7 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             limit=BULK_RETRY_LIMIT,
         )
 
-    async def bulk_retry_failed(request: Request) -> Response:
-        form = await _check_post(request, d)
-        return await run_in_threadpool(do_bulk_retry_failed, request, form)
-
-    def do_bulk_retry_failed(request: Request, form: Any) -> Response:
+    def bulk_retry_failed(request: Request, form: Any) -> Response:
         job_type = str(form.get("type") or "").strip()
         if not job_type:
             raise HTTPException(400, "name the job type whose failed jobs to retry")
@@ -340,13 +319,9 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
         logger.info(
             "dashboard reset %d failed jobs of type %r", len(reset), job_type, extra={"action": "bulk-retry"}
         )
-        return RedirectResponse(str(request.url_for("bulk")) + f"?done=retried+{len(reset)}", status_code=303)
+        return _redirect_done(request.url_for("bulk"), f"retried {len(reset)}")
 
-    async def bulk_delete_finished(request: Request) -> Response:
-        form = await _check_post(request, d)
-        return await run_in_threadpool(do_bulk_delete_finished, request, form)
-
-    def do_bulk_delete_finished(request: Request, form: Any) -> Response:
+    def bulk_delete_finished(request: Request, form: Any) -> Response:
         try:
             days = int(str(form.get("days", "")))
         except ValueError:
@@ -368,24 +343,38 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             )
         deleted = d.service.delete_finished_jobs(older_than=days * 86400.0)
         logger.info("dashboard deleted %d finished jobs", deleted, extra={"action": "bulk-delete"})
-        return RedirectResponse(str(request.url_for("bulk")) + f"?done=deleted+{deleted}", status_code=303)
+        return _redirect_done(request.url_for("bulk"), f"deleted {deleted}")
 
     return [
         Route("/", overview, name="overview"),
         Route("/overview/live", overview_live, name="overview_live"),
         Route("/jobs", jobs, name="jobs"),
         Route("/jobs/{job_id}", job, name="job"),
-        Route("/jobs/{job_id}/{action}", job_action, methods=["POST"], name="job_action"),
+        Route("/jobs/{job_id}/{action}", _post(d, job_action), methods=["POST"], name="job_action"),
         Route("/bundles", bundles, name="bundles"),
         Route("/bundles/{bundle_id}", bundle, name="bundle"),
         Route("/workers", workers, name="workers"),
         Route("/periodic", periodic, name="periodic"),
-        Route("/periodic/{name:path}/{action}", periodic_action, methods=["POST"], name="periodic_action"),
+        Route(
+            "/periodic/{name:path}/{action}",
+            _post(d, periodic_action),
+            methods=["POST"],
+            name="periodic_action",
+        ),
         Route("/queues", queues, name="queues"),
-        Route("/queues/{name:path}/{action}", queue_action, methods=["POST"], name="queue_action"),
+        Route(
+            "/queues/{name:path}/{action}", _post(d, queue_action), methods=["POST"], name="queue_action"
+        ),
         Route("/bulk", bulk, name="bulk"),
-        Route("/bulk/retry-failed", bulk_retry_failed, methods=["POST"], name="bulk_retry_failed"),
-        Route("/bulk/delete-finished", bulk_delete_finished, methods=["POST"], name="bulk_delete_finished"),
+        Route(
+            "/bulk/retry-failed", _post(d, bulk_retry_failed), methods=["POST"], name="bulk_retry_failed"
+        ),
+        Route(
+            "/bulk/delete-finished",
+            _post(d, bulk_delete_finished),
+            methods=["POST"],
+            name="bulk_delete_finished",
+        ),
         Route("/metrics", metrics_endpoint(d.data), name="metrics"),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
@@ -394,6 +383,24 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
 def _overview_context(d: Dashboard) -> dict[str, Any]:
     data = d.data.overview()
     return {"o": data, "chart": per_minute_chart(data.per_minute, data.now)}
+
+
+def _post(
+    d: Dashboard, action: Callable[[Request, Any], Response]
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a POST action: the checks of :func:`_check_post` on the event loop,
+    then ``action(request, form)`` (it calls the database) on a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        form = await _check_post(request, d)
+        return await run_in_threadpool(action, request, form)
+
+    return endpoint
+
+
+def _redirect_done(url: URL, done: str) -> RedirectResponse:
+    """The redirect after an action (303: the browser GETs ``url``), which confirms ``done``."""
+    return RedirectResponse(f"{url}?{urlencode({'done': done})}", status_code=303)
 
 
 async def _check_post(request: Request, d: Dashboard) -> Any:

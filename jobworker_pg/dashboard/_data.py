@@ -43,12 +43,17 @@ class StateFilter(enum.StrEnum):
     SUCCEEDED = "succeeded"
 
 
+#: Each state's condition in the jobs page's query (those of the partial indexes, verbatim).
+_STATE_CONDITION: dict[StateFilter, LiteralString] = {
+    StateFilter.ALL: "true",
+    StateFilter.WAITING: "started_at is null and stopped_at is null",  # pending, scheduled, retrying
+    StateFilter.RUNNING: "started_at is not null and stopped_at is null",
+    StateFilter.FAILED: "stopped_at is not null and error_msg is not null",  # and cancelled (job_failed_idx)
+    StateFilter.SUCCEEDED: "stopped_at is not null and error_msg is null",
+}
 _JOBS_QUERY: dict[StateFilter, LiteralString] = {
-    StateFilter.ALL: dq("dash_jobs_all"),
-    StateFilter.WAITING: dq("dash_jobs_waiting"),
-    StateFilter.RUNNING: dq("dash_jobs_running"),
-    StateFilter.FAILED: dq("dash_jobs_failed"),
-    StateFilter.SUCCEEDED: dq("dash_jobs_succeeded"),
+    state: dq("dash_jobs").replace("true /* state */", condition)
+    for state, condition in _STATE_CONDITION.items()
 }
 
 

@@ -62,72 +62,15 @@ select now()
 -- dash_bundle_counts: bundles open and all (job_bundle is one row per bundle, far smaller than job)
 select count(*) filter (where num_jobs_stopped < num_jobs), count(*) from worker.job_bundle
 
--- dash_jobs_all: one page of jobs, newest first (keyset on the primary key; ids are time-ordered)
+-- dash_jobs: one page of jobs, newest first (keyset on the primary key; ids are time-ordered).
+-- "true /* state */" is replaced by the state's condition (_data.py), written out so that the
+-- planner matches it to that state's partial index.
 select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
        start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
        updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
        queue, meta, timeout, concurrency_key
 from worker.job
-where (%(before)s::uuid is null or id < %(before)s::uuid)
-  and (%(type)s::text is null or type = %(type)s::text)
-  and (%(origin)s::text is null or origin = %(origin)s::text)
-  and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
-  and (%(queue)s::text is null or queue = %(queue)s::text)
-order by id desc
-limit %(limit)s
-
--- dash_jobs_waiting: one page of jobs not started (pending, scheduled, retrying), newest first
-select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-       queue, meta, timeout, concurrency_key
-from worker.job
-where started_at is null and stopped_at is null
-  and (%(before)s::uuid is null or id < %(before)s::uuid)
-  and (%(type)s::text is null or type = %(type)s::text)
-  and (%(origin)s::text is null or origin = %(origin)s::text)
-  and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
-  and (%(queue)s::text is null or queue = %(queue)s::text)
-order by id desc
-limit %(limit)s
-
--- dash_jobs_running: one page of running jobs, newest first
-select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-       queue, meta, timeout, concurrency_key
-from worker.job
-where started_at is not null and stopped_at is null
-  and (%(before)s::uuid is null or id < %(before)s::uuid)
-  and (%(type)s::text is null or type = %(type)s::text)
-  and (%(origin)s::text is null or origin = %(origin)s::text)
-  and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
-  and (%(queue)s::text is null or queue = %(queue)s::text)
-order by id desc
-limit %(limit)s
-
--- dash_jobs_failed: one page of failed and cancelled jobs, newest first (job_failed_idx)
-select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-       queue, meta, timeout, concurrency_key
-from worker.job
-where stopped_at is not null and error_msg is not null
-  and (%(before)s::uuid is null or id < %(before)s::uuid)
-  and (%(type)s::text is null or type = %(type)s::text)
-  and (%(origin)s::text is null or origin = %(origin)s::text)
-  and (%(bundle)s::uuid is null or bundle_id = %(bundle)s::uuid)
-  and (%(queue)s::text is null or queue = %(queue)s::text)
-order by id desc
-limit %(limit)s
-
--- dash_jobs_succeeded: one page of succeeded jobs, newest first
-select id, bundle_id, type, payload, priority, origin, max_retry_count, current_retry_count,
-       start_at, started_at, worker_alive_at, stopped_at, error_msg, error_data, result,
-       updated_at, created_at, attempt, errors, cancelled_at, claim_token, unique_key, scheduled_for,
-       queue, meta, timeout, concurrency_key
-from worker.job
-where stopped_at is not null and error_msg is null
+where true /* state */
   and (%(before)s::uuid is null or id < %(before)s::uuid)
   and (%(type)s::text is null or type = %(type)s::text)
   and (%(origin)s::text is null or origin = %(origin)s::text)
