@@ -362,13 +362,9 @@ def _routes(d: Dashboard) -> list[Route | Mount]:
             name="periodic_action",
         ),
         Route("/queues", queues, name="queues"),
-        Route(
-            "/queues/{name:path}/{action}", _post(d, queue_action), methods=["POST"], name="queue_action"
-        ),
+        Route("/queues/{name:path}/{action}", _post(d, queue_action), methods=["POST"], name="queue_action"),
         Route("/bulk", bulk, name="bulk"),
-        Route(
-            "/bulk/retry-failed", _post(d, bulk_retry_failed), methods=["POST"], name="bulk_retry_failed"
-        ),
+        Route("/bulk/retry-failed", _post(d, bulk_retry_failed), methods=["POST"], name="bulk_retry_failed"),
         Route(
             "/bulk/delete-finished",
             _post(d, bulk_delete_finished),
