@@ -25,6 +25,7 @@ import multiprocessing as mp
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -57,12 +58,10 @@ def _instrument(calls: Calls) -> None:
         setattr(PostgresService, name, functools.wraps(original)(timed))
 
 
-def _worker(url: str, concurrency: int, seconds: float, out: Any) -> None:
-    """The README path at c=``concurrency``; reports each handler start with its pickup
-    latency, and every claim and save call."""
-    calls: Calls = {}
-    _instrument(calls)
-    latencies: list[tuple[float, float]] = []  # (monotonic at start, latency s)
+def pickup_recorder() -> tuple[Callable[[jobqueue.Job], None], list[tuple[float, float]]]:
+    """A no-op handler for the producer's jobs, and the list it fills: (monotonic time the
+    handler started, seconds since the job was added) per job."""
+    latencies: list[tuple[float, float]] = []
     lock = threading.Lock()
 
     def handler(job: jobqueue.Job) -> None:
@@ -70,6 +69,15 @@ def _worker(url: str, concurrency: int, seconds: float, out: Any) -> None:
         with lock:
             latencies.append((now, now - job.payload["t"]))
 
+    return handler, latencies
+
+
+def _worker(url: str, concurrency: int, seconds: float, out: Any) -> None:
+    """The README path at c=``concurrency``; reports each handler start with its pickup
+    latency, and every claim and save call."""
+    calls: Calls = {}
+    _instrument(calls)
+    handler, latencies = pickup_recorder()
     jobworker.register(JOB, handler)
     init_job_queue(url)
     jobworker.start_threads(concurrency)

@@ -26,7 +26,7 @@ import psycopg
 
 import jobqueue
 import jobworker
-from bench.bloat import JOB, Calls, _instrument, _producer
+from bench.bloat import JOB, Calls, _instrument, _producer, pickup_recorder
 from bench.db import fresh_database, server
 from jobworker_pg import PostgresService, init_job_queue, install_schema
 
@@ -51,14 +51,7 @@ def _worker(url: str, concurrency: int, prune: bool, stop: Any, out: Any) -> Non
         return deleted
 
     PostgresService.prune_finished = timed  # type: ignore[method-assign]
-    latencies: list[tuple[float, float]] = []
-    lock = threading.Lock()
-
-    def handler(job: jobqueue.Job) -> None:
-        now = time.monotonic()
-        with lock:
-            latencies.append((now, now - job.payload["t"]))
-
+    handler, latencies = pickup_recorder()
     jobworker.register(JOB, handler)
     if not prune:
         jobworker.configure(retention=jobworker.Retention(enabled=False))

@@ -232,8 +232,9 @@ async def _await_until_stopped(
     woken = asyncio.Event()
     with deadline.waiters.watch(deadline.id, _loop_wake(asyncio.get_running_loop(), woken)):
         while not (found := await read(deadline.id)).stopped:
+            seconds = deadline.next_wait()  # raises WaitTimeoutError (a TimeoutError): not suppressed
             with suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), deadline.next_wait())
+                await asyncio.wait_for(woken.wait(), seconds)
             woken.clear()
         return found
 

@@ -58,7 +58,7 @@ class NetProxy:
     def close(self) -> None:
         self._closing = True
         self.down()
-        self._listener.close()
+        _shut(self._listener)  # shutdown, not just close: that wakes the accept() blocked on it
 
     def __enter__(self) -> NetProxy:
         return self

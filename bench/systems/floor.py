@@ -23,7 +23,7 @@ import psycopg
 
 from bench.systems import WorkResult, WorkSpec
 from bench.systems._common import BUNDLE, WAIT_TIMEOUT, Counter
-from bench.systems.floor_1stmt import Floor1Stmt
+from bench.systems.floor_1stmt import Floor1Stmt, count_rows
 
 #: Jobs one thread claims at a time.
 BATCH = 100
@@ -112,15 +112,7 @@ class Floor(Floor1Stmt):
                                 raise TimeoutError("target not reached")
                             wakeups.wait(seen, 1.0)
                             continue
-                        for _id, job_type, payload in rows:
-                            if spec.kind == "latency":
-                                counter.latency(payload["t"])
-                            elif job_type == BUNDLE:
-                                counter.hit()
-                            elif spec.kind == "bundles":
-                                counter.job()
-                            else:
-                                counter.hit()
+                        count_rows(counter, spec, rows)
                         conn.execute(COMPLETE, {"done": [r[0] for r in rows], "bundle_type": BUNDLE})
                         if counter.done.is_set():
                             finished_at.append(time.perf_counter())

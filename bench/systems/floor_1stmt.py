@@ -57,6 +57,17 @@ returning j.id, j.type, j.payload
 """
 
 
+def count_rows(counter: Counter, spec: WorkSpec, rows: list[tuple[Any, str, Any]]) -> None:
+    """Run the claimed (id, type, payload) rows' no-op handlers: count them for the workload."""
+    for _id, job_type, payload in rows:
+        if spec.kind == "latency":
+            counter.latency(payload["t"])
+        elif job_type == BUNDLE or spec.kind != "bundles":
+            counter.hit()
+        else:
+            counter.job()
+
+
 class Floor1Stmt:
     name = "floor-1stmt"
     supports_bundles = True
@@ -135,15 +146,7 @@ class Floor1Stmt:
                 rows = conn.execute(STEP, params).fetchall()
                 if counter.done.is_set():  # this round only saved the last batch
                     break
-                for _id, job_type, payload in rows:
-                    if spec.kind == "latency":
-                        counter.latency(payload["t"])
-                    elif job_type == BUNDLE:
-                        counter.hit()
-                    elif spec.kind == "bundles":
-                        counter.job()
-                    else:
-                        counter.hit()
+                count_rows(counter, spec, rows)
                 params["done"] = [r[0] for r in rows]
                 if counter.done.is_set():
                     params["limit"] = 0
