@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from uuid import UUID
 
 from jobworker._database import WorkerDatabase
@@ -34,6 +35,7 @@ from jobworker._settings import WorkerSettings
 from jobworker._slots import Run, Slots
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Maintenance:
@@ -61,7 +63,6 @@ class Maintenance:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         # When a database call last failed; start-up counts as one (the state is unknown).
         self._last_failure = time.monotonic()
-        self._prune_backlog = False  # the last pruning round deleted its most
 
     def start(self) -> None:
         """Start the maintenance thread."""
@@ -98,12 +99,9 @@ class Maintenance:
                 if now - self._last_failure >= self._settings.dead_for.total_seconds():
                     self._guard(self._reap, "reaping dead jobs")
             if now >= next_prune:
-                self._prune_backlog = False
-                self._guard(self._prune, "deleting finished jobs past their retention")
+                backlog = self._guard(self._prune, "deleting finished jobs past their retention")
                 ended = time.monotonic()
-                pause = (
-                    max(PRUNE_BACKLOG_MIN_PAUSE_SECONDS, ended - now) if self._prune_backlog else prune_every
-                )
+                pause = max(PRUNE_BACKLOG_MIN_PAUSE_SECONDS, ended - now) if backlog else prune_every
                 next_prune = ended + pause
             wake_at = min(next_heartbeat, next_reap, next_prune)
             deadline = self._slots.next_deadline()
@@ -112,12 +110,14 @@ class Maintenance:
             if not self._stopping.is_set():
                 self._slots.wait_changed(wake_at - time.monotonic())
 
-    def _guard(self, action: Callable[[], None], what: str) -> None:
+    def _guard(self, action: Callable[[], T], what: str) -> T | None:
+        """``action()``, or None when it raised (reported, retried at the next interval)."""
         try:
-            action()
+            return action()
         except Exception as exc:
             self._last_failure = time.monotonic()
-            self._report(exc, what, retrying=True)  # at the next interval
+            self._report(exc, what, retrying=True)
+            return None
 
     def _heartbeat(self) -> None:
         claims = self._slots.claims() + self._unsaved_claims()
@@ -136,10 +136,12 @@ class Maintenance:
             logger.info("requeued or failed %d jobs whose worker died", reaped)
             self._on_reaped(reaped)
 
-    def _prune(self) -> None:
+    def _prune(self) -> bool:
+        """One pruning round; True when it deleted its most (more may be waiting)."""
         retention = self._settings.retention
         deleted = self._database.prune_finished(retention)
-        if deleted:
-            logger.info("deleted %d finished jobs and bundles past their retention", deleted)
-            # A round deletes at most this many jobs (and as many bundles): more may wait.
-            self._prune_backlog = deleted >= retention.batch_size * DEFAULT_PRUNE_MAX_BATCHES
+        if not deleted:
+            return False
+        logger.info("deleted %d finished jobs and bundles past their retention", deleted)
+        # A round deletes at most this many jobs (and as many bundles).
+        return deleted >= retention.batch_size * DEFAULT_PRUNE_MAX_BATCHES

@@ -215,7 +215,7 @@ class PostgresService:
             ping_interval=ping_interval,
             on_error=on_error,
         )
-        self._connect_kwargs = connect_kwargs or {}
+        self._connect_kwargs = connect_kwargs
         self._probe_ok_until = 0.0
         # Set when a direct connection attempt found the server unreachable; cleared when the
         # pool lends a connection again (see _checkout).
