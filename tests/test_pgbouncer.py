@@ -193,6 +193,45 @@ def test_prepared_statements_clash_behind_transaction_pooling_unless_switched_of
     assert _hammer(url, None) == []
 
 
+def test_the_worker_statements_prepare_unless_prepare_false_behind_transaction_pooling(
+    bouncer: Callable[..., PgBouncer], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's hot statements (here the claim) are prepared at first use by default, which clashes
+    when two services share one server connection; ``PostgresService(prepare=False)`` alone
+    (no environment variable) prepares nothing."""
+    url = _through(bouncer("transaction", pool_size=1), db_url)
+    monkeypatch.delenv("JOBQUEUE_PREPARE_THRESHOLD", raising=False)
+
+    def claims(prepare: bool | None) -> list[BaseException]:
+        errors: list[BaseException] = []
+        services = [PostgresService(url, min_size=1, max_size=1, prepare=prepare) for _ in range(2)]
+        barrier = threading.Barrier(2)
+
+        def run(service: PostgresService) -> None:
+            barrier.wait(10)
+            for _ in range(20):
+                try:
+                    service.claim_jobs(["nothing.here"], 1)
+                except jobqueue.DatabaseError as exc:
+                    errors.append(exc.__cause__ or exc)
+
+        threads = [threading.Thread(target=run, args=(s,)) for s in services]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            for service in services:
+                service.close()
+        return errors
+
+    clashes = claims(None)  # the default: prepared
+    assert clashes, "two services preparing on one server connection did not clash"
+    assert all(isinstance(e, _PREPARE_ERRORS) for e in clashes), clashes
+    assert claims(False) == []
+
+
 def test_the_worker_summary_query_follows_the_prepare_switch(
     bouncer: Callable[..., PgBouncer], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
